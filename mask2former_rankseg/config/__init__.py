@@ -1,0 +1,27 @@
+"""Configuration: ``get_cfg()`` with every upstream key, safe YAML loading, validation."""
+
+from .config import CfgNode, ConfigError, dump_config, load_yaml_with_base
+from .defaults import (
+    add_deeplab_config,
+    add_maskformer2_config,
+    add_maskformer2_video_config,
+    add_rankseg_config,
+    get_cfg,
+)
+from .safe_eval import UnsafeExpressionError, safe_eval
+from .validate import validate_config
+
+__all__ = [
+    "CfgNode",
+    "ConfigError",
+    "UnsafeExpressionError",
+    "get_cfg",
+    "add_deeplab_config",
+    "add_maskformer2_config",
+    "add_maskformer2_video_config",
+    "add_rankseg_config",
+    "validate_config",
+    "dump_config",
+    "load_yaml_with_base",
+    "safe_eval",
+]

@@ -1,0 +1,118 @@
+"""Config: defaults, YAML loading with _BASE_ and the restricted eval tag, errors, round trips."""
+
+from pathlib import Path
+
+import pytest
+
+from mask2former_rankseg.config import ConfigError, dump_config, get_cfg, safe_eval, validate_config
+from mask2former_rankseg.config.safe_eval import UnsafeExpressionError
+
+CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(CONFIG_ROOT.rglob("*.yaml"))
+
+
+def test_upstream_defaults():
+    cfg = get_cfg()
+    assert cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS == 112 * 112
+    assert cfg.SOLVER.POLY_LR_POWER == 0.9
+    assert cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA == 1.0
+    assert cfg.MODEL.RANKSEG.HIDDEN_DIM == 512
+    assert cfg.MODEL.RANKSEG.TOPK == 0 and cfg.MODEL.RANKSEG.FLAG is False
+    assert cfg.SOLVER.MLHEAD_MULTIPLIER == 1.0
+    assert cfg.MODEL.SEM_SEG_HEAD.USE_LAYERNORM is False
+    assert cfg.MODEL.RESNETS.NORM == "FrozenBN" and cfg.MODEL.BACKBONE.FREEZE_AT == 2
+    assert cfg.INPUT.SAMPLING_FRAME_NUM == 2  # video config
+    assert cfg.MODEL.RESNETS.RES5_MULTI_GRID == [1, 2, 4]  # deeplab config
+    assert cfg.MODEL.SWIN.DEPTHS == [2, 2, 6, 2]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_ROOT)))
+def test_every_shipped_config_loads(path):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(path))
+    validate_config(cfg)
+
+
+def test_eval_tag_and_base_chain():
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIG_ROOT / "ade20k/semantic-segmentation/maskformer2_R50_bs16_160k.yaml"))
+    # [int(x * 0.1 * 512) for x in range(5, 21)], by hand: 0.5*512=256, 0.6*512=307.2, ..., 2.0*512=1024
+    expected = (256, 307, 358, 409, 460, 512, 563, 614, 665, 716, 768, 819, 870, 921, 972, 1024)
+    assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == expected
+    assert cfg.SOLVER.MAX_ITER == 160000  # from the base file
+    assert cfg.MODEL.MASK_FORMER.DEC_LAYERS == 10  # from the child file
+    assert cfg.INPUT.CROP.SIZE == [512, 512]  # "(512, 512)" decoded as yacs does
+
+
+def test_child_overrides_base(tmp_path):
+    (tmp_path / "base.yaml").write_text("SOLVER:\n  BASE_LR: 0.5\n  MAX_ITER: 7\n")
+    (tmp_path / "mid").mkdir()
+    (tmp_path / "mid/child.yaml").write_text("_BASE_: ../base.yaml\nSOLVER:\n  BASE_LR: 0.25\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(str(tmp_path / "mid/child.yaml"))
+    assert cfg.SOLVER.BASE_LR == 0.25 and cfg.SOLVER.MAX_ITER == 7
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("MODEL:\n  RANKSEG:\n    TOPKK: 3\n")
+    with pytest.raises(ConfigError, match=r"MODEL\.RANKSEG\.TOPKK.*bad\.yaml"):
+        get_cfg().merge_from_file(str(path))
+
+
+def test_type_mismatch_is_reported(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("SOLVER:\n  MAX_ITER: [1, 2]\n")
+    with pytest.raises(ConfigError, match="SOLVER.MAX_ITER"):
+        get_cfg().merge_from_file(str(path))
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["__import__('os').system('echo hi')", "().__class__", "open('/etc/passwd')", "(lambda: 1)()",
+     "[x for x in ().__class__.__bases__]", "10 ** 10 ** 10", "'a' * 10**9"],
+)
+def test_malicious_eval_expressions_are_refused(tmp_path, expression):
+    with pytest.raises(UnsafeExpressionError):
+        safe_eval(expression)
+    path = tmp_path / "evil.yaml"
+    path.write_text(f'INPUT:\n  MIN_SIZE_TRAIN: !!python/object/apply:eval ["{expression}"]\n')
+    with pytest.raises(ConfigError, match="evil.yaml"):
+        get_cfg().merge_from_file(str(path))
+
+
+def test_safe_eval_grammar():
+    assert safe_eval("[x * 2 for x in range(4) if x % 2 == 1]") == [2, 6]
+    assert safe_eval("(1 + 2) * -3 / 2") == -4.5
+    assert safe_eval("[int(x) for x in [1.5, 2.7]]") == [1, 2]
+
+
+def test_merge_from_list_and_errors():
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.RANKSEG.TOPK", "5", "SOLVER.BASE_LR", 0.5, "INPUT.CROP.SIZE", "(64, 64)"])
+    assert cfg.MODEL.RANKSEG.TOPK == 5 and cfg.SOLVER.BASE_LR == 0.5 and cfg.INPUT.CROP.SIZE == [64, 64]
+    with pytest.raises(ConfigError, match="MODEL.NOPE"):
+        cfg.merge_from_list(["MODEL.NOPE", 1])
+    with pytest.raises(ConfigError, match="pairs"):
+        cfg.merge_from_list(["MODEL.RANKSEG.TOPK"])
+
+
+def test_dump_round_trip(tmp_path):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIG_ROOT / "synthetic/maskformer2_R18_synthetic-rankseg.yaml"))
+    path = tmp_path / "dumped.yaml"
+    path.write_text(dump_config(cfg))
+    again = get_cfg()
+    again.merge_from_file(str(path))
+    assert again == cfg
+    assert cfg.dump() == again.dump()
+
+
+def test_topk_larger_than_num_classes():
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.RANKSEG.FLAG", True, "MODEL.RANKSEG.TOPK", 200, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 150])
+    with pytest.raises(ConfigError, match="TOPK=200"):
+        validate_config(cfg)
+    cfg.merge_from_list(["MODEL.RANKSEG.TOPK", 150, "MODEL.RANKSEG.SHARE_EMBEDDING", True])
+    with pytest.raises(ConfigError, match="SHARE_EMBEDDING"):
+        validate_config(cfg)
