@@ -1,0 +1,118 @@
+"""``SetCriterion``: classification + point-sampled mask losses on Hungarian-matched pairs."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+
+from .point_sample import calculate_uncertainty, get_uncertain_point_coords_with_randomness, point_sample
+
+
+def dice_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
+    """Sum over masks of 1 - (2|p.t| + 1) / (|p| + |t| + 1), divided by ``num_masks``. inputs: logits [N, P]."""
+    inputs = inputs.sigmoid()
+    numerator = 2 * (inputs * targets).sum(-1)
+    denominator = inputs.sum(-1) + targets.sum(-1)
+    return (1 - (numerator + 1) / (denominator + 1)).sum() / num_masks
+
+
+def sigmoid_ce_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
+    """Sum over masks of the mean point-wise BCE, divided by ``num_masks``. inputs: logits [N, P]."""
+    loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    return loss.mean(1).sum() / num_masks
+
+
+class SetCriterion(nn.Module):
+    """Mask2Former's loss. The class axis of ``pred_logits`` may be the full K+1 or RankSeg's ranked k+1:
+    the last column is always "no object", and unmatched queries are trained towards it with weight
+    ``eos_coef``.
+
+    Args:
+        num_classes: K (informative; the class count is read off the logits).
+        matcher: returns the matched (query, target) indices per image.
+        weight_dict: loss name -> weight (used by the caller to weight and filter).
+        eos_coef: weight of the "no object" class in the cross-entropy.
+        losses: which losses to compute ("labels", "masks").
+        num_points, oversample_ratio, importance_sample_ratio: point sampling of the mask losses.
+    """
+
+    def __init__(self, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float], eos_coef: float,
+                 losses: Sequence[str], num_points: int, oversample_ratio: float, importance_sample_ratio: float):
+        super().__init__()
+        unknown = set(losses) - {"labels", "masks"}
+        if unknown:
+            raise ValueError(f"SetCriterion: unknown losses {sorted(unknown)}; use 'labels' and/or 'masks'.")
+        self.num_classes = num_classes
+        self.matcher = matcher
+        self.weight_dict = weight_dict
+        self.eos_coef = eos_coef
+        self.losses = list(losses)
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
+
+    def loss_labels(self, outputs, targets, indices, num_masks) -> Dict[str, torch.Tensor]:
+        logits = outputs["pred_logits"].float()  # [B, Q, C+1]
+        num_columns = logits.shape[-1]
+        batch_idx, query_idx = _src_permutation(indices)
+        target_classes = torch.full(logits.shape[:2], num_columns - 1, dtype=torch.int64, device=logits.device)
+        target_classes[batch_idx, query_idx] = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)])
+        weight = torch.ones(num_columns, device=logits.device)
+        weight[-1] = self.eos_coef
+        return {"loss_ce": F.cross_entropy(logits.transpose(1, 2), target_classes, weight)}
+
+    def loss_masks(self, outputs, targets, indices, num_masks) -> Dict[str, torch.Tensor]:
+        batch_idx, query_idx = _src_permutation(indices)
+        src_masks = outputs["pred_masks"][batch_idx, query_idx][:, None].float()  # [N, 1, h, w]
+        target_masks = torch.cat([t["masks"][j] for t, (_, j) in zip(targets, indices)]).to(src_masks)[:, None]
+        if src_masks.shape[0] == 0:
+            zero = outputs["pred_masks"].sum() * 0.0
+            return {"loss_mask": zero, "loss_dice": zero}
+        with torch.no_grad():
+            coords = get_uncertain_point_coords_with_randomness(
+                src_masks, calculate_uncertainty, self.num_points, self.oversample_ratio,
+                self.importance_sample_ratio,
+            )
+            point_labels = point_sample(target_masks, coords).squeeze(1)
+        point_logits = point_sample(src_masks, coords).squeeze(1)
+        return {
+            "loss_mask": sigmoid_ce_loss(point_logits, point_labels, num_masks),
+            "loss_dice": dice_loss(point_logits, point_labels, num_masks),
+        }
+
+    def _losses_for(self, outputs, targets, indices, num_masks) -> Dict[str, torch.Tensor]:
+        out = {}
+        if "labels" in self.losses:
+            out.update(self.loss_labels(outputs, targets, indices, num_masks))
+        if "masks" in self.losses:
+            out.update(self.loss_masks(outputs, targets, indices, num_masks))
+        return out
+
+    def forward(self, outputs: Dict, targets: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+        """outputs: "pred_logits", "pred_masks", optional "aux_outputs"; targets: per image "labels", "masks".
+
+        Returns the unweighted losses; auxiliary ones are suffixed ``_{i}``.
+        """
+        main = {k: v for k, v in outputs.items() if k in ("pred_logits", "pred_masks")}
+        num_masks = torch.as_tensor([float(sum(len(t["labels"]) for t in targets))],
+                                    device=outputs["pred_logits"].device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(num_masks)
+            num_masks = num_masks / dist.get_world_size()
+        num_masks = torch.clamp(num_masks, min=1).item()
+
+        losses = self._losses_for(main, targets, self.matcher(main, targets), num_masks)
+        for i, aux in enumerate(outputs.get("aux_outputs", [])):
+            aux_losses = self._losses_for(aux, targets, self.matcher(aux, targets), num_masks)
+            losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
+        return losses
+
+
+def _src_permutation(indices: List[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    batch_idx = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(indices)])
+    query_idx = torch.cat([src for src, _ in indices])
+    return batch_idx, query_idx

@@ -1,0 +1,76 @@
+"""Hungarian matching of predicted masks to ground-truth segments on sampled points."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+from torch.nn import functional as F
+
+from .point_sample import point_sample
+
+
+def batch_dice_cost(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Dice cost between every prediction [N, P] (logits) and target [M, P] (0/1): [N, M]."""
+    inputs = inputs.sigmoid()
+    numerator = 2 * inputs @ targets.T
+    denominator = inputs.sum(-1)[:, None] + targets.sum(-1)[None, :]
+    return 1 - (numerator + 1) / (denominator + 1)
+
+
+def batch_sigmoid_ce_cost(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy between every prediction [N, P] and target [M, P]: [N, M]."""
+    pos = F.binary_cross_entropy_with_logits(inputs, torch.ones_like(inputs), reduction="none")
+    neg = F.binary_cross_entropy_with_logits(inputs, torch.zeros_like(inputs), reduction="none")
+    return (pos @ targets.T + neg @ (1 - targets).T) / inputs.shape[1]
+
+
+class HungarianMatcher(nn.Module):
+    """One-to-one assignment of queries to targets minimising
+    ``cost_class * (-p(class)) + cost_mask * BCE + cost_dice * dice`` (mask costs on ``num_points`` random
+    points shared by predictions and targets).
+    """
+
+    def __init__(self, cost_class: float = 1.0, cost_mask: float = 1.0, cost_dice: float = 1.0, num_points: int = 0):
+        super().__init__()
+        if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
+            raise ValueError("HungarianMatcher: all costs are 0.")
+        self.cost_class = cost_class
+        self.cost_mask = cost_mask
+        self.cost_dice = cost_dice
+        self.num_points = num_points
+
+    @torch.no_grad()
+    def forward(self, outputs: Dict[str, torch.Tensor], targets: Sequence[Dict[str, torch.Tensor]]
+                ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """
+        Args:
+            outputs: "pred_logits" [B, Q, C+1], "pred_masks" [B, Q, H, W].
+            targets: per image "labels" [M] (indices into the logits' class axis), "masks" [M, H', W'].
+        Returns:
+            per image (query indices, target indices), int64, of length min(Q, M).
+        """
+        logits, masks = outputs["pred_logits"], outputs["pred_masks"]
+        indices = []
+        for b in range(logits.shape[0]):
+            labels = targets[b]["labels"]
+            if labels.numel() == 0:
+                empty = torch.empty(0, dtype=torch.int64)
+                indices.append((empty, empty.clone()))
+                continue
+            with torch.autocast(device_type=logits.device.type, enabled=False):
+                prob = logits[b].float().softmax(-1)
+                cost_class = -prob[:, labels]
+                out_mask = masks[b].float()[:, None]
+                tgt_mask = targets[b]["masks"].to(out_mask)[:, None]
+                coords = torch.rand(1, self.num_points, 2, device=out_mask.device)
+                tgt_points = point_sample(tgt_mask, coords.expand(tgt_mask.shape[0], -1, -1)).squeeze(1)
+                out_points = point_sample(out_mask, coords.expand(out_mask.shape[0], -1, -1)).squeeze(1)
+                cost = (self.cost_mask * batch_sigmoid_ce_cost(out_points, tgt_points)
+                        + self.cost_class * cost_class
+                        + self.cost_dice * batch_dice_cost(out_points, tgt_points))
+            rows, cols = linear_sum_assignment(cost.cpu().numpy())
+            indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+        return indices

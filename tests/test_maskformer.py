@@ -1,0 +1,140 @@
+"""End-to-end tests of the MaskFormer meta-architecture with and without RankSeg."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mask2former_rankseg.config import get_cfg
+from mask2former_rankseg.modeling import build_model
+from mask2former_rankseg.structures import Instances
+
+REPO = Path(__file__).resolve().parents[1]
+ADE_R50 = REPO / "configs/ade20k/semantic-segmentation/maskformer2_R50_bs16_160k.yaml"
+SYNTHETIC = REPO / "configs/synthetic/maskformer2_R18_synthetic.yaml"
+SYNTHETIC_RANKSEG = REPO / "configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml"
+
+
+def _num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _tiny_cfg(path: Path, *opts):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(path))
+    cfg.merge_from_list(
+        ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", 12, "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 64,
+         "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", 6, *opts]
+    )
+    return cfg
+
+
+def _batch(num_classes: int, size: int = 64, with_gt: bool = True):
+    g = torch.Generator().manual_seed(0)
+    inputs = []
+    for classes in ([1, 4], [7, 2, 9]):
+        image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
+        item = {"image": image, "height": size, "width": size}
+        if with_gt:
+            masks = torch.zeros(len(classes), size, size, dtype=torch.bool)
+            for i in range(len(classes)):
+                masks[i, :, i * size // len(classes): (i + 1) * size // len(classes)] = True
+            item["instances"] = Instances((size, size), gt_classes=torch.tensor(classes), gt_masks=masks)
+        inputs.append(item)
+    return inputs
+
+
+def test_parameter_count_matches_upstream_r50():
+    cfg = get_cfg()
+    cfg.merge_from_file(str(ADE_R50))
+    assert _num_params(build_model(cfg)) == 43_988_247
+    cfg.merge_from_list(["MODEL.RANKSEG.FLAG", True, "MODEL.RANKSEG.TOPK", 150,
+                         "MODEL.SEM_SEG_HEAD.USE_LAYERNORM", True])
+    model = build_model(cfg)
+    assert _num_params(model) == 47_427_140
+    names = {n for n, _ in model.named_parameters()}
+    for name in [
+        "backbone.res2.0.conv1.weight",
+        "sem_seg_head.pixel_decoder.transformer.encoder.layers.0.self_attn.sampling_offsets.weight",
+        "sem_seg_head.pixel_decoder.mask_features.weight",
+        "sem_seg_head.predictor.class_embed.weight",
+        "sem_seg_head.predictor.transformer_cross_attention_layers.8.multihead_attn.in_proj_weight",
+        "ml_head.fc.W",
+        "ml_head.cls_emb",
+        "ml_norm.weight",
+    ]:
+        assert name in names, name
+    assert "sem_seg_head.predictor.class_embed.bias" not in names
+
+
+@pytest.mark.parametrize("config", [SYNTHETIC, SYNTHETIC_RANKSEG])
+def test_inference_without_ground_truth(config):
+    cfg = _tiny_cfg(config)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        outputs = model(_batch(12, size=48, with_gt=False))
+    assert len(outputs) == 2
+    for out in outputs:
+        assert out["sem_seg"].shape == (12, 48, 48)
+        assert torch.isfinite(out["sem_seg"]).all()
+        if cfg.MODEL.RANKSEG.FLAG:
+            assert out["multilabel"]["scores"].shape == (12,)
+            topk = out["multilabel"]["topk"]
+            assert topk.shape == (cfg.MODEL.RANKSEG.TOPK,)
+            # the selected categories are the best-scored ones, in order
+            expected = out["multilabel"]["scores"].argsort(descending=True)[: cfg.MODEL.RANKSEG.TOPK]
+            assert set(topk.tolist()) == set(expected.tolist())
+        else:
+            assert "multilabel" not in out
+
+
+def test_rankseg_inference_scores_only_selected_categories():
+    cfg = _tiny_cfg(SYNTHETIC_RANKSEG, "MODEL.RANKSEG.TOPK", 3)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model(_batch(12, size=32, with_gt=False))[0]
+    per_class_max = out["sem_seg"].flatten(1).max(dim=1).values
+    selected = set(out["multilabel"]["topk"].tolist())
+    for c in range(12):
+        if c not in selected:
+            # softmax weight of a category at -100 logit is ~e^-100: nothing survives
+            assert per_class_max[c] < 1e-30
+    assert set(out["sem_seg"].argmax(0).unique().tolist()) <= selected
+
+
+def test_oracle_suppresses_absent_categories():
+    cfg = _tiny_cfg(SYNTHETIC, "MODEL.RANKSEG.USE_GT", True)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        outputs = model(_batch(12, size=32, with_gt=True))
+        predicted = [set(o["sem_seg"].argmax(0).unique().tolist()) for o in outputs]
+    assert predicted[0] <= {1, 4}
+    assert predicted[1] <= {7, 2, 9}
+    with pytest.raises(ValueError, match="USE_GT"), torch.no_grad():
+        model(_batch(12, size=32, with_gt=False))
+
+
+@pytest.mark.parametrize("config", [SYNTHETIC, SYNTHETIC_RANKSEG])
+def test_training_steps_lower_the_loss(config):
+    cfg = _tiny_cfg(config)
+    model = build_model(cfg).train()
+    batch = _batch(12, size=64)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    totals = []
+    for _ in range(8):
+        losses = model(batch)
+        if cfg.MODEL.RANKSEG.FLAG:
+            assert "loss_ml" in losses
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(total.item())
+    assert all(torch.isfinite(torch.tensor(totals)))
+    assert totals[-1] < 0.8 * totals[0], totals
+
+
+def test_topk_larger_than_num_classes_is_a_config_error():
+    cfg = _tiny_cfg(SYNTHETIC_RANKSEG, "MODEL.RANKSEG.TOPK", 13)
+    with pytest.raises(ValueError, match="TOPK"):
+        build_model(cfg)
