@@ -25,7 +25,7 @@ FORCE_REFERENCE_ENV = "MASK2FORMER_RANKSEG_FORCE_REFERENCE"
 BACKENDS = ("reference", "cpu", "cuda")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _extension() -> Optional[ModuleType]:
     """The compiled kernels, or None (logged once)."""
     try:
