@@ -82,9 +82,11 @@ class Instances:
             self.set(name, value)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "_fields" or name not in self._fields:
-            raise AttributeError(f"Instances has no field {name!r}; fields: {list(self._fields)}")
-        return self._fields[name]
+        # Only called when normal lookup fails; during unpickling ``_fields`` itself is not set yet.
+        fields = self.__dict__.get("_fields")
+        if fields is None or name not in fields:
+            raise AttributeError(f"Instances has no field {name!r}; fields: {list(fields or {})}")
+        return fields[name]
 
     def set(self, name: str, value: Any) -> None:
         if self._fields and len(value) != len(self):

@@ -1,0 +1,23 @@
+"""Builtin datasets. Importing this package registers them (names and metadata only; nothing is read)."""
+
+from .ade20k import ADE20K_SEM_SEG_CATEGORIES, ADE20K_SEM_SEG_COLORS, register_all_ade20k_sem_seg
+from .sem_seg import dataset_root, load_sem_seg
+from .synthetic_sem_seg import register_all_synthetic_sem_seg, semantic_categories
+
+__all__ = [
+    "ADE20K_SEM_SEG_CATEGORIES",
+    "ADE20K_SEM_SEG_COLORS",
+    "dataset_root",
+    "load_sem_seg",
+    "register_all_builtin",
+    "semantic_categories",
+]
+
+
+def register_all_builtin() -> None:
+    """Register every builtin dataset (idempotent)."""
+    register_all_ade20k_sem_seg()
+    register_all_synthetic_sem_seg()
+
+
+register_all_builtin()

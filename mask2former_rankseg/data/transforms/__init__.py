@@ -1,0 +1,35 @@
+"""detectron2-style transforms (deterministic) and augmentations (sample a transform)."""
+
+from .augmentation import (
+    Augmentation,
+    RandomCrop,
+    RandomCrop_CategoryAreaConstraint,
+    RandomFlip,
+    ResizeShortestEdge,
+    apply_augmentations,
+)
+from .transform import (
+    ColorAugSSDTransform,
+    CropTransform,
+    HFlipTransform,
+    NoOpTransform,
+    ResizeTransform,
+    Transform,
+    VFlipTransform,
+)
+
+__all__ = [
+    "Augmentation",
+    "RandomCrop",
+    "RandomCrop_CategoryAreaConstraint",
+    "RandomFlip",
+    "ResizeShortestEdge",
+    "apply_augmentations",
+    "ColorAugSSDTransform",
+    "CropTransform",
+    "HFlipTransform",
+    "NoOpTransform",
+    "ResizeTransform",
+    "Transform",
+    "VFlipTransform",
+]

@@ -1,0 +1,203 @@
+"""Data loaders: dataset dicts -> mapper -> batches (lists of mapped dicts), as detectron2's.
+
+Training: an infinite :class:`TrainingSampler` (seeded by ``cfg.SEED``) sharded across ranks,
+``SOLVER.IMS_PER_BATCH / world_size`` images per batch, workers seeded from the same seed so the
+augmentations are reproducible. Test: :class:`InferenceSampler`, one image per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .catalog import DatasetCatalog
+from .mappers import InferenceDatasetMapper, MaskFormerSemanticDatasetMapper
+from .samplers import InferenceSampler, TrainingSampler, get_rank_and_world_size, shared_random_seed
+
+__all__ = [
+    "get_detection_dataset_dicts",
+    "build_detection_train_loader",
+    "build_detection_test_loader",
+    "build_batch_data_loader",
+    "MapDataset",
+    "trivial_batch_collator",
+]
+
+logger = logging.getLogger(__name__)
+
+Mapper = Callable[[Dict[str, Any]], Dict[str, Any]]
+
+
+def get_detection_dataset_dicts(names: Union[str, Sequence[str]]) -> List[Dict[str, Any]]:
+    """Concatenate the dataset dicts of the registered datasets ``names`` (in order).
+
+    Raises:
+        ValueError: no names given, or a dataset has no images.
+        KeyError: a name is not registered (listing the registered ones).
+    """
+    if isinstance(names, str):
+        names = [names]
+    if len(names) == 0:
+        raise ValueError("get_detection_dataset_dicts needs at least one dataset name (cfg.DATASETS.*).")
+    all_dicts: List[Dict[str, Any]] = []
+    for name in names:
+        dicts = DatasetCatalog.get(name)
+        if len(dicts) == 0:
+            raise ValueError(f"Dataset {name!r} is empty.")
+        all_dicts.extend(dicts)
+    return all_dicts
+
+
+class MapDataset(Dataset):
+    """``dicts[i]`` mapped by ``mapper``; a mapping failure is re-raised naming the image file."""
+
+    def __init__(self, dicts: Sequence[Dict[str, Any]], mapper: Mapper):
+        self._dicts = list(dicts)
+        self._mapper = mapper
+
+    def __len__(self) -> int:
+        return len(self._dicts)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        record = self._dicts[index]
+        try:
+            return self._mapper(record)
+        except Exception as e:
+            name = str(record.get("file_name", f"dataset element {index}"))
+            if name in str(e):
+                raise  # the message already names the file
+            raise RuntimeError(f"Failed to load {name}: {type(e).__name__}: {e}") from e
+
+
+def trivial_batch_collator(batch: List[Any]) -> List[Any]:
+    """Batches stay lists of dicts (images of different sizes are padded by the model)."""
+    return batch
+
+
+def seed_all_rngs(seed: int, *, torch_too: bool = True) -> None:
+    """Seed Python's ``random``, numpy's global RNG and (optionally) torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    if torch_too:
+        torch.manual_seed(seed)
+
+
+def _derived_seed(base_seed: int, rank: int, worker_id: int) -> int:
+    return int(np.random.SeedSequence([base_seed, rank, worker_id]).generate_state(1)[0] % 2**31)
+
+
+class _WorkerInit:
+    """Picklable ``worker_init_fn``: seeds each worker from (base seed, rank, worker id)."""
+
+    def __init__(self, base_seed: int, rank: int):
+        self.base_seed, self.rank = base_seed, rank
+
+    def __call__(self, worker_id: int) -> None:
+        seed_all_rngs(_derived_seed(self.base_seed, self.rank, worker_id))
+
+
+class TrainDataLoader:
+    """Infinite iterable of batches wrapping a :class:`DataLoader`.
+
+    With ``num_workers == 0`` the mapping runs in this process; numpy's and Python's global RNGs are
+    then seeded from (seed, rank) when iteration starts, so a fixed seed gives the same batches.
+    """
+
+    def __init__(self, loader: DataLoader, seed: int, rank: int):
+        self.loader = loader
+        self.seed = seed
+        self.rank = rank
+
+    @property
+    def batch_size(self) -> int:
+        return self.loader.batch_size
+
+    def __iter__(self) -> Iterator[List[Dict[str, Any]]]:
+        if self.loader.num_workers == 0:
+            seed_all_rngs(_derived_seed(self.seed, self.rank, 0), torch_too=False)
+        yield from self.loader
+
+
+def build_batch_data_loader(dataset: Sequence[Dict[str, Any]], *, mapper: Mapper, total_batch_size: int,
+                            num_workers: int = 0, seed: Optional[int] = None) -> TrainDataLoader:
+    """Infinite training loader over ``dataset`` (a list of dataset dicts).
+
+    Args:
+        dataset: dataset dicts.
+        mapper: dataset dict -> model input dict.
+        total_batch_size: images per iteration over all ranks; must be divisible by the world size.
+        num_workers: DataLoader worker processes.
+        seed: shuffling and augmentation seed (same on all ranks); None draws a shared random one.
+    Returns:
+        An infinite iterable of lists of ``total_batch_size / world_size`` mapped dicts.
+    """
+    rank, world_size = get_rank_and_world_size()
+    if total_batch_size <= 0 or total_batch_size % world_size != 0:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the number of "
+            f"processes ({world_size})."
+        )
+    batch_size = total_batch_size // world_size
+    seed = shared_random_seed() if seed is None else int(seed)
+    sampler = TrainingSampler(len(dataset), shuffle=True, seed=seed)
+    logger.info("Training loader: %d images, batch size %d per process, seed %d, %d workers",
+                len(dataset), batch_size, seed, num_workers)
+    loader = DataLoader(
+        MapDataset(dataset, mapper),
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=num_workers,
+        collate_fn=trivial_batch_collator,
+        worker_init_fn=_WorkerInit(seed, rank),
+    )
+    return TrainDataLoader(loader, seed, rank)
+
+
+def build_detection_train_loader(cfg, mapper: Optional[Mapper] = None, *,
+                                 dataset: Optional[Sequence[Dict[str, Any]]] = None) -> TrainDataLoader:
+    """Training loader from ``cfg``: ``DATASETS.TRAIN``, ``SOLVER.IMS_PER_BATCH``,
+    ``DATALOADER.NUM_WORKERS``, ``SEED`` (< 0: random, shared across ranks).
+
+    ``mapper`` defaults to the one named by ``INPUT.DATASET_MAPPER_NAME`` (``mask_former_semantic``).
+    """
+    if dataset is None:
+        dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN)
+    if mapper is None:
+        mapper = _default_train_mapper(cfg)
+    seed = cfg.SEED if cfg.SEED >= 0 else None
+    return build_batch_data_loader(
+        dataset, mapper=mapper, total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+        num_workers=cfg.DATALOADER.NUM_WORKERS, seed=seed,
+    )
+
+
+def build_detection_test_loader(cfg, dataset_name: Union[str, Sequence[str]],
+                                mapper: Optional[Mapper] = None) -> DataLoader:
+    """Test loader over ``dataset_name``: one image per batch, every image once across ranks,
+    ``DATALOADER.NUM_WORKERS`` workers; ``mapper`` defaults to :class:`InferenceDatasetMapper`."""
+    dataset = get_detection_dataset_dicts(dataset_name)
+    if mapper is None:
+        mapper = InferenceDatasetMapper.from_config(cfg)
+    return DataLoader(
+        MapDataset(dataset, mapper),
+        batch_size=1,
+        sampler=InferenceSampler(len(dataset)),
+        drop_last=False,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        collate_fn=trivial_batch_collator,
+    )
+
+
+def _default_train_mapper(cfg) -> Mapper:
+    name = cfg.INPUT.DATASET_MAPPER_NAME
+    if name == "mask_former_semantic":
+        return MaskFormerSemanticDatasetMapper.from_config(cfg, True)
+    raise NotImplementedError(
+        f"INPUT.DATASET_MAPPER_NAME={name!r} has no mapper yet; supported: 'mask_former_semantic'."
+    )

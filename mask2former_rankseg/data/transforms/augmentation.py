@@ -1,0 +1,205 @@
+"""Random augmentations: each samples a :class:`Transform` from ``np.random`` (the global RNG).
+
+Using numpy's global RNG means a data-loader worker seeded once (see ``data/build.py``) produces
+a reproducible stream of augmentations, as in detectron2.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .transform import CropTransform, HFlipTransform, NoOpTransform, ResizeTransform, Transform, VFlipTransform
+
+__all__ = [
+    "Augmentation",
+    "ResizeShortestEdge",
+    "RandomCrop",
+    "RandomCrop_CategoryAreaConstraint",
+    "RandomFlip",
+    "apply_augmentations",
+]
+
+
+class Augmentation:
+    """Samples a :class:`Transform` for one (image, sem_seg) pair."""
+
+    def get_transform(self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None) -> Transform:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class ResizeShortestEdge(Augmentation):
+    """Scale the shorter side to a sampled length, keeping the aspect ratio, longer side <= max_size.
+
+    Args:
+        short_edge_length: "range": (min, max) sampled uniformly (inclusive);
+            "choice": lengths to choose from. An int means that single length.
+        max_size: upper bound on the longer side after resizing.
+        sample_style: "range" or "choice".
+    """
+
+    def __init__(self, short_edge_length: Union[int, Sequence[int]], max_size: int = sys.maxsize,
+                 sample_style: str = "range"):
+        if sample_style not in ("range", "choice"):
+            raise ValueError(f"ResizeShortestEdge sample_style must be 'range' or 'choice', got {sample_style!r}.")
+        if isinstance(short_edge_length, int):
+            short_edge_length = (short_edge_length, short_edge_length)
+        short_edge_length = tuple(int(s) for s in short_edge_length)
+        if sample_style == "range" and len(short_edge_length) != 2:
+            raise ValueError(
+                f"ResizeShortestEdge with sample_style='range' needs (min, max), got {short_edge_length}."
+            )
+        self.short_edge_length = short_edge_length
+        self.max_size = int(max_size)
+        self.sample_style = sample_style
+
+    def get_transform(self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None) -> Transform:
+        h, w = image.shape[:2]
+        if self.sample_style == "range":
+            size = int(np.random.randint(self.short_edge_length[0], self.short_edge_length[1] + 1))
+        else:
+            size = int(np.random.choice(self.short_edge_length))
+        if size == 0:
+            return NoOpTransform()
+        new_h, new_w = self.get_output_shape(h, w, size, self.max_size)
+        return ResizeTransform(h, w, new_h, new_w)
+
+    @staticmethod
+    def get_output_shape(h: int, w: int, short_edge_length: int, max_size: int) -> Tuple[int, int]:
+        """(new_h, new_w) for an (h, w) image: shorter side -> ``short_edge_length``, capped by max_size."""
+        scale = short_edge_length / min(h, w)
+        new_h, new_w = h * scale, w * scale
+        if max(new_h, new_w) > max_size:
+            cap = max_size / max(new_h, new_w)
+            new_h, new_w = new_h * cap, new_w * cap
+        return int(new_h + 0.5), int(new_w + 0.5)
+
+
+class RandomCrop(Augmentation):
+    """Crop a random window.
+
+    Args:
+        crop_type: "relative" (fraction (h, w) of the image), "relative_range" (fractions sampled in
+            [crop_size, 1]), "absolute" ((h, w) pixels, clipped to the image) or "absolute_range"
+            (h and w each sampled in [crop_size[0], crop_size[1]], clipped to the image).
+        crop_size: two numbers, interpreted as above.
+    """
+
+    CROP_TYPES = ("relative_range", "relative", "absolute", "absolute_range")
+
+    def __init__(self, crop_type: str, crop_size: Sequence[float]):
+        if crop_type not in self.CROP_TYPES:
+            raise ValueError(f"RandomCrop crop_type must be one of {self.CROP_TYPES}, got {crop_type!r}.")
+        if len(crop_size) != 2:
+            raise ValueError(f"RandomCrop crop_size must have two values, got {crop_size!r}.")
+        if crop_type == "absolute_range" and crop_size[0] > crop_size[1]:
+            raise ValueError(f"RandomCrop 'absolute_range' needs crop_size min <= max, got {crop_size!r}.")
+        self.crop_type = crop_type
+        self.crop_size = tuple(crop_size)
+
+    def get_crop_size(self, image_size: Tuple[int, int]) -> Tuple[int, int]:
+        """(crop_h, crop_w) in pixels for an image of size (h, w); never larger than the image."""
+        h, w = image_size
+        if self.crop_type == "relative":
+            ch, cw = self.crop_size
+            return int(h * ch + 0.5), int(w * cw + 0.5)
+        if self.crop_type == "relative_range":
+            low = np.asarray(self.crop_size, dtype=np.float32)
+            ch, cw = low + np.random.rand(2) * (1 - low)
+            return int(h * ch + 0.5), int(w * cw + 0.5)
+        if self.crop_type == "absolute":
+            return min(int(self.crop_size[0]), h), min(int(self.crop_size[1]), w)
+        lo, hi = int(self.crop_size[0]), int(self.crop_size[1])
+        ch = int(np.random.randint(min(h, lo), min(h, hi) + 1))
+        cw = int(np.random.randint(min(w, lo), min(w, hi) + 1))
+        return ch, cw
+
+    def get_transform(self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None) -> Transform:
+        h, w = image.shape[:2]
+        ch, cw = self.get_crop_size((h, w))
+        y0 = int(np.random.randint(h - ch + 1))
+        x0 = int(np.random.randint(w - cw + 1))
+        return CropTransform(x0, y0, cw, ch)
+
+
+class RandomCrop_CategoryAreaConstraint(Augmentation):  # noqa: N801 (detectron2's name)
+    """:class:`RandomCrop` that avoids windows dominated by one category.
+
+    Up to 10 windows are drawn; the first one holding more than one (non-ignored) category with
+    none covering ``single_category_max_area`` or more of the non-ignored pixels is kept, else the
+    10th. With ``single_category_max_area >= 1`` this is a plain :class:`RandomCrop`.
+
+    Args:
+        crop_type, crop_size: as :class:`RandomCrop`.
+        single_category_max_area: largest allowed fraction of one category.
+        ignored_category: label not counted (usually the ignore label).
+    """
+
+    NUM_TRIES = 10
+
+    def __init__(self, crop_type: str, crop_size: Sequence[float], single_category_max_area: float = 1.0,
+                 ignored_category: Optional[int] = None):
+        self.crop_aug = RandomCrop(crop_type, crop_size)
+        self.single_category_max_area = float(single_category_max_area)
+        self.ignored_category = ignored_category
+
+    def get_transform(self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None) -> Transform:
+        if self.single_category_max_area >= 1.0:
+            return self.crop_aug.get_transform(image)
+        if sem_seg is None:
+            raise ValueError("RandomCrop_CategoryAreaConstraint with single_category_max_area < 1 needs sem_seg.")
+        h, w = sem_seg.shape[:2]
+        for _ in range(self.NUM_TRIES):
+            ch, cw = self.crop_aug.get_crop_size((h, w))
+            y0 = int(np.random.randint(h - ch + 1))
+            x0 = int(np.random.randint(w - cw + 1))
+            labels, counts = np.unique(sem_seg[y0 : y0 + ch, x0 : x0 + cw], return_counts=True)
+            if self.ignored_category is not None:
+                counts = counts[labels != self.ignored_category]
+            if len(counts) > 1 and counts.max() < counts.sum() * self.single_category_max_area:
+                break
+        return CropTransform(x0, y0, cw, ch)
+
+
+class RandomFlip(Augmentation):
+    """Flip horizontally (or vertically) with probability ``prob``."""
+
+    def __init__(self, prob: float = 0.5, *, horizontal: bool = True, vertical: bool = False):
+        if horizontal == vertical:
+            raise ValueError("RandomFlip needs exactly one of horizontal / vertical; use two RandomFlips for both.")
+        self.prob = float(prob)
+        self.horizontal = horizontal
+        self.vertical = vertical
+
+    def get_transform(self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None) -> Transform:
+        h, w = image.shape[:2]
+        if np.random.uniform() < self.prob:
+            return HFlipTransform(w) if self.horizontal else VFlipTransform(h)
+        return NoOpTransform()
+
+
+def apply_augmentations(augmentations: Sequence[Union[Augmentation, Transform]], image: np.ndarray,
+                        sem_seg: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Apply augmentations (sampled in order, each on the previous output) to an image and its labels.
+
+    Args:
+        augmentations: :class:`Augmentation` (sampled per call) or :class:`Transform` (applied as is).
+        image: [H, W, C] uint8.
+        sem_seg: optional [H, W] integer label map aligned with ``image``.
+    Returns:
+        (image [H', W', C], sem_seg [H', W'] or None)
+    """
+    for aug in augmentations:
+        tfm = aug.get_transform(image, sem_seg) if isinstance(aug, Augmentation) else aug
+        if not isinstance(tfm, Transform):
+            raise TypeError(f"{aug!r} is neither an Augmentation nor a Transform.")
+        image = tfm.apply_image(image)
+        if sem_seg is not None:
+            sem_seg = tfm.apply_segmentation(sem_seg)
+    return image, sem_seg
