@@ -1,0 +1,27 @@
+"""Evaluators: semantic segmentation metrics and RankSeg's ranking metrics."""
+
+from .evaluator import (
+    DatasetEvaluator,
+    DatasetEvaluators,
+    format_results_table,
+    inference_context,
+    inference_on_dataset,
+    write_results_json,
+)
+from .multilabel import RankSegEvaluator, image_average_precision, image_precision, image_recall
+from .sem_seg import SemSegEvaluator, compute_sem_seg_metrics
+
+__all__ = [
+    "DatasetEvaluator",
+    "DatasetEvaluators",
+    "RankSegEvaluator",
+    "SemSegEvaluator",
+    "compute_sem_seg_metrics",
+    "format_results_table",
+    "image_average_precision",
+    "image_precision",
+    "image_recall",
+    "inference_context",
+    "inference_on_dataset",
+    "write_results_json",
+]

@@ -1,0 +1,75 @@
+"""Helpers for multi-process (torch.distributed) runs; all of them work in a single process too."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_local_rank() -> int:
+    """Rank within this machine (``LOCAL_RANK`` as set by the launcher or torchrun)."""
+    import os
+
+    return int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def synchronize() -> None:
+    """Barrier across all processes (no-op in a single process)."""
+    if get_world_size() > 1:
+        dist.barrier()
+
+
+def all_gather(data: Any) -> List[Any]:
+    """Gather a picklable object from every process; returns the list ordered by rank."""
+    if get_world_size() == 1:
+        return [data]
+    out: List[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, data)
+    return out
+
+
+def gather(data: Any, dst: int = 0) -> List[Any]:
+    """Gather to rank ``dst``; other ranks receive an empty list."""
+    if get_world_size() == 1:
+        return [data]
+    out = [None] * get_world_size() if get_rank() == dst else None
+    dist.gather_object(data, out, dst=dst)
+    return out if get_rank() == dst else []
+
+
+def shared_random_seed() -> int:
+    """A random seed drawn on rank 0 and shared with every process."""
+    seed = int(np.random.randint(2**31))
+    return all_gather(seed)[0]
+
+
+def reduce_dict(values: Dict[str, torch.Tensor], average: bool = True) -> Dict[str, torch.Tensor]:
+    """Sum (or average) scalar tensors over processes; the result is valid on rank 0."""
+    if get_world_size() == 1:
+        return values
+    with torch.no_grad():
+        names = sorted(values)
+        stacked = torch.stack([values[k] for k in names])
+        dist.reduce(stacked, dst=0)
+        if get_rank() == 0 and average:
+            stacked /= get_world_size()
+        return dict(zip(names, stacked))
