@@ -143,12 +143,17 @@ def _json_safe(value: Any) -> Any:
 
 def write_results_json(results: Dict, path: str | Path) -> None:
     """Write ``results`` as JSON atomically (temporary file + rename); NaN becomes null."""
+    write_text_atomic(path, json.dumps(_json_safe(results), indent=2))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(_json_safe(results), f, indent=2)
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

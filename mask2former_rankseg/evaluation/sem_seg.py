@@ -101,7 +101,7 @@ class SemSegEvaluator(DatasetEvaluator):
     def _log_per_class(self, metrics: Dict[str, float]) -> None:
         lines = [f"{name:>30s}  IoU {metrics[f'IoU-{name}']:6.2f}  ACC {metrics[f'ACC-{name}']:6.2f}"
                  for name in self._class_names if np.isfinite(metrics[f"IoU-{name}"])]
-        logger.info("Per-class results (classes present in the ground truth):\n%s", "\n".join(lines))
+        logger.debug("Per-class results (classes present in the ground truth):\n%s", "\n".join(lines))
 
 
 def compute_sem_seg_metrics(conf: np.ndarray, class_names: Sequence[str]) -> Dict[str, float]:

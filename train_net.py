@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Train and evaluate Mask2Former (+ RankSeg) with detectron2's command line.
+
+    python train_net.py --config-file CONFIG [--eval-only] [--resume] [--num-gpus N] [KEY VALUE ...]
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from mask2former_rankseg.config import ConfigError, get_cfg, validate_config
+from mask2former_rankseg.engine import Checkpointer, Trainer, default_argument_parser, default_setup, launch
+from mask2former_rankseg.evaluation import format_results_table
+from mask2former_rankseg.utils import comm
+
+logger = logging.getLogger("mask2former_rankseg")
+
+
+def setup(args):
+    """The merged, validated, frozen config of ``args``; sets up the output directory and logging."""
+    cfg = get_cfg()
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts or [])
+    validate_config(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def _print_results(results, title: str) -> None:
+    if not comm.is_main_process() or not results:
+        return
+    print(f"\n{title}")
+    first = next(iter(results.values()))
+    if isinstance(first, dict) and first and isinstance(next(iter(first.values())), dict):
+        for name, res in results.items():  # several test datasets
+            print(f"[{name}]\n{format_results_table(res)}")
+    else:
+        print(format_results_table(results))
+
+
+def main(args):
+    start = time.perf_counter()
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        _print_results(results, "Evaluation results")
+    else:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        results = trainer.train()
+        _print_results(results, "Final evaluation results")
+    logger.info("Total wall time: %.1f s", time.perf_counter() - start)
+    return results
+
+
+def cli(argv=None) -> int:
+    args = default_argument_parser().parse_args(argv)
+    try:
+        launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,))
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
