@@ -187,7 +187,7 @@ class Trainer:
         if not torch.isfinite(losses).all():
             raise FloatingPointError(
                 f"Loss became infinite or NaN at iteration {self.iter}: "
-                + ", ".join(f"{k}={float(v):.4g}" for k, v in loss_dict.items())
+                + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in loss_dict.items())
                 + ". Lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS."
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -219,7 +219,9 @@ class Trainer:
             if comm.is_main_process():
                 write_results_json(res, Path(out_dir) / "results.json")
                 logger.info("Evaluation results for %s:\n%s", name, _format(res))
-        return results[cfg.DATASETS.TEST[0]] if len(results) == 1 else results
+        if len(results) == 1:
+            return results[cfg.DATASETS.TEST[0]]
+        return results
 
 
 def _format(results: Dict) -> str:

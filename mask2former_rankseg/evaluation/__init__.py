@@ -7,6 +7,7 @@ from .evaluator import (
     inference_context,
     inference_on_dataset,
     write_results_json,
+    write_text_atomic,
 )
 from .multilabel import RankSegEvaluator, image_average_precision, image_precision, image_recall
 from .sem_seg import SemSegEvaluator, compute_sem_seg_metrics
@@ -24,4 +25,5 @@ __all__ = [
     "inference_context",
     "inference_on_dataset",
     "write_results_json",
+    "write_text_atomic",
 ]

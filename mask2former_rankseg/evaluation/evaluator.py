@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -37,33 +37,42 @@ class DatasetEvaluator:
 
 
 class DatasetEvaluators(DatasetEvaluator):
-    """Several evaluators run together; their result dicts are merged."""
+    """Several evaluators run together; their result dicts are merged (a task twice is an error)."""
 
     def __init__(self, evaluators: Sequence[DatasetEvaluator]):
         self._evaluators = list(evaluators)
+
+    def __len__(self) -> int:
+        return len(self._evaluators)
+
+    def __iter__(self) -> Iterator[DatasetEvaluator]:
+        return iter(self._evaluators)
 
     def reset(self) -> None:
         for e in self._evaluators:
             e.reset()
 
-    def process(self, inputs, outputs) -> None:
+    def process(self, inputs: List[Dict], outputs: List[Dict]) -> None:
         for e in self._evaluators:
             e.process(inputs, outputs)
 
-    def evaluate(self):
+    def evaluate(self) -> Dict[str, Dict[str, float]]:
         results: Dict[str, Any] = OrderedDict()
         for e in self._evaluators:
-            result = e.evaluate()
+            result = e.evaluate()  # every rank calls it: evaluators gather across processes inside
             if comm.is_main_process() and result is not None:
                 for k, v in result.items():
                     if k in results:
-                        raise KeyError(f"Two evaluators produced results for the same task {k!r}.")
+                        raise KeyError(
+                            f"Evaluators {[type(x).__name__ for x in self._evaluators]} produced results for "
+                            f"the same task {k!r}; each task must come from one evaluator."
+                        )
                     results[k] = v
         return results
 
 
 @contextlib.contextmanager
-def inference_context(model: nn.Module):
+def inference_context(model: nn.Module) -> Iterator[None]:
     """Put ``model`` in eval mode for the block and restore its previous mode afterwards."""
     was_training = model.training
     model.eval()
@@ -73,50 +82,74 @@ def inference_context(model: nn.Module):
         model.train(was_training)
 
 
-def inference_on_dataset(model: nn.Module, data_loader: Iterable, evaluator: Optional[DatasetEvaluator],
-                         log_period_s: float = 5.0) -> Dict:
-    """Run ``model`` on every batch of ``data_loader`` and feed ``evaluator``; return its results."""
-    num_images = len(data_loader) if hasattr(data_loader, "__len__") else None
-    logger.info("Start inference on %s batches", num_images if num_images is not None else "?")
+def inference_on_dataset(model: nn.Module, data_loader: Iterable[List[Dict]],
+                         evaluator: Optional[DatasetEvaluator], log_period_s: float = 5.0) -> Dict:
+    """Run ``model`` on every batch of ``data_loader`` and feed ``evaluator``; return its results.
+
+    The model runs in eval mode under ``torch.no_grad`` and its previous mode is restored. Progress
+    (with ETA) is logged every ``log_period_s`` seconds; the first few batches are warm-up and are left
+    out of the timings. ``evaluator=None`` only runs the model. On non-main processes of a distributed
+    run the result is ``{}``.
+    """
+    total_batches = len(data_loader) if hasattr(data_loader, "__len__") else None
+    logger.info("Start inference on %s batches", total_batches if total_batches is not None else "?")
     if evaluator is None:
         evaluator = DatasetEvaluators([])
     evaluator.reset()
+    num_warmup = min(5, total_batches - 1) if total_batches else 0
     start = time.perf_counter()
     last_log = start
-    compute_time = 0.0
-    count = 0
+    timed_start, compute_time, timed_batches, timed_images = start, 0.0, 0, 0
+    idx = -1
     with inference_context(model), torch.no_grad():
-        for inputs in data_loader:
+        for idx, inputs in enumerate(data_loader):
+            if idx == num_warmup:
+                timed_start, compute_time, timed_batches, timed_images = time.perf_counter(), 0.0, 0, 0
             t0 = time.perf_counter()
             outputs = model(inputs)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             compute_time += time.perf_counter() - t0
             evaluator.process(inputs, outputs)
-            count += 1
+            timed_batches += 1
+            timed_images += len(inputs)
             now = time.perf_counter()
-            if now - last_log > log_period_s:
-                per_batch = (now - start) / count
-                eta = "?" if num_images is None else str(datetime.timedelta(seconds=int(per_batch * (num_images - count))))
-                logger.info("Inference done %d/%s. %.4f s / batch. ETA=%s", count, num_images or "?", per_batch, eta)
+            if now - last_log >= log_period_s:
+                per_batch = (now - timed_start) / timed_batches
+                eta = "?"
+                if total_batches is not None:
+                    eta = str(datetime.timedelta(seconds=int(per_batch * (total_batches - idx - 1))))
+                logger.info("Inference done %d/%s. %.4f s/batch (model %.4f s/batch). ETA=%s", idx + 1,
+                            total_batches if total_batches is not None else "?", per_batch,
+                            compute_time / timed_batches, eta)
                 last_log = now
+    num_batches = idx + 1
     total = time.perf_counter() - start
-    logger.info("Total inference time: %s (%.4f s / batch, %.4f s / batch of model compute) on %d batches",
-                datetime.timedelta(seconds=int(total)), total / max(count, 1), compute_time / max(count, 1), count)
+    timed = time.perf_counter() - timed_start
+    logger.info("Total inference time: %s for %d batches (%.4f s/image, of which model %.4f s/image, "
+                "over %d images after %d warm-up batches)", datetime.timedelta(seconds=round(total)),
+                num_batches, timed / max(timed_images, 1), compute_time / max(timed_images, 1), timed_images,
+                min(num_warmup, num_batches))
     results = evaluator.evaluate()
-    return results if results is not None else {}
+    return results if results is not None else OrderedDict()
 
 
-def format_results_table(results: Dict[str, Dict[str, float]], per_class: bool = False) -> str:
-    """Readable table ``task | metric | value``; per-class entries (``IoU-x``) are left out unless asked."""
+def format_results_table(results: Dict[str, Any], per_class: bool = False) -> str:
+    """Readable table ``task | metric | value`` of ``{task: {metric: value}}``.
+
+    Nested results (``{dataset: {task: {metric: value}}}``) get ``dataset/task`` rows. Per-class
+    entries (names with a ``-``, e.g. ``IoU-wall``) are left out unless ``per_class``.
+    """
     rows = []
-    for task, metrics in results.items():
-        if not isinstance(metrics, dict):
-            continue
+
+    def collect(prefix: str, metrics: Dict[str, Any]) -> None:
         for name, value in metrics.items():
-            if not per_class and "-" in name:
-                continue
-            rows.append((task, name, value))
+            if isinstance(value, dict):
+                collect(f"{prefix}/{name}" if prefix else str(name), value)
+            elif per_class or "-" not in str(name):
+                rows.append((prefix, str(name), value))
+
+    collect("", results)
     if not rows:
         return "(no results)"
     w_task = max(len("task"), *(len(r[0]) for r in rows))
@@ -143,7 +176,7 @@ def _json_safe(value: Any) -> Any:
 
 def write_results_json(results: Dict, path: str | Path) -> None:
     """Write ``results`` as JSON atomically (temporary file + rename); NaN becomes null."""
-    write_text_atomic(path, json.dumps(_json_safe(results), indent=2))
+    write_text_atomic(path, json.dumps(_json_safe(results), indent=2, allow_nan=False))
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -152,8 +185,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -11,21 +11,23 @@ import numpy as np
 
 from ..utils import comm
 from .evaluator import DatasetEvaluator, write_results_json
-from .ground_truth import load_sem_seg_gt
+from .ground_truth import gt_source, load_sem_seg_gt
 
 logger = logging.getLogger(__name__)
 
 
 class SemSegEvaluator(DatasetEvaluator):
-    """detectron2's semantic segmentation protocol.
+    """detectron2's semantic segmentation protocol (http://cocodataset.org/#stuff-eval).
 
-    The confusion matrix is [K+1, K+1] indexed [prediction, ground truth]; ground-truth ``ignore_label``
-    pixels are dropped. Classes with no ground-truth pixel have NaN IoU/ACC and do not enter the means.
+    The confusion matrix is [K+1, K+1], indexed [prediction, ground truth]; ground-truth
+    ``ignore_label`` pixels go to the extra column K and are left out of every metric. A class with no
+    ground-truth pixel gets NaN IoU/ACC and does not enter the means (as in detectron2), whether or not
+    it was predicted; pixels wrongly predicted as it still lower the IoU of their true class.
 
     Args:
-        dataset_name: reads ``stuff_classes`` and ``ignore_label`` from its metadata (unless given).
-        distributed: gather the matrices from every process before evaluating.
-        output_dir: if set, ``sem_seg_evaluation.json`` is written there.
+        dataset_name: its metadata gives ``stuff_classes`` and ``ignore_label`` (unless given here).
+        distributed: gather the matrices from every process before evaluating (only rank 0 returns).
+        output_dir: if set, ``sem_seg_evaluation.json`` is written there (atomically).
         num_classes, ignore_label, class_names: override the metadata.
     """
 
@@ -47,66 +49,93 @@ class SemSegEvaluator(DatasetEvaluator):
             num_classes = len(class_names)
         if class_names is None:
             class_names = [str(i) for i in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ValueError(
+                f"SemSegEvaluator: num_classes={num_classes} but {len(class_names)} class names "
+                f"(metadata 'stuff_classes' of {dataset_name!r}); they must agree."
+            )
         if ignore_label is None:
             ignore_label = meta.get("ignore_label", 255) if meta is not None else 255
         self._dataset_name = dataset_name
         self._distributed = distributed
         self._output_dir = output_dir
-        self._num_classes = num_classes
-        self._ignore_label = ignore_label
-        self._class_names: List[str] = list(class_names)
+        self._num_classes = int(num_classes)
+        self._ignore_label = int(ignore_label)
+        self._class_names: List[str] = [str(n) for n in class_names]
         self.reset()
+
+    @property
+    def confusion_matrix(self) -> np.ndarray:
+        """This process's [K+1, K+1] int64 matrix, indexed [prediction, ground truth]."""
+        return self._conf_matrix
 
     def reset(self) -> None:
         self._conf_matrix = np.zeros((self._num_classes + 1, self._num_classes + 1), dtype=np.int64)
 
-    def process(self, inputs, outputs) -> None:
+    def process(self, inputs: List[Dict], outputs: List[Dict]) -> None:
+        """``outputs[i]["sem_seg"]``: [K, H, W] scores at the original size of ``inputs[i]``."""
         for inp, out in zip(inputs, outputs):
-            pred = out["sem_seg"].argmax(dim=0).cpu().numpy().astype(np.int64)
+            scores = out["sem_seg"]
+            if scores.dim() != 3 or scores.shape[0] != self._num_classes:
+                raise ValueError(
+                    f"Output 'sem_seg' for {gt_source(inp)} has shape {tuple(scores.shape)}; expected "
+                    f"[{self._num_classes}, H, W] (one score map per class of {self._dataset_name!r})."
+                )
+            pred = scores.argmax(dim=0).cpu().numpy().astype(np.int64)
             gt = load_sem_seg_gt(inp)
             if gt.shape != pred.shape:
                 raise ValueError(
-                    f"Prediction {pred.shape} and ground truth {gt.shape} of "
-                    f"{inp.get('sem_seg_file_name', inp.get('file_name'))} differ in size; the model must "
-                    "resize its output to the input's 'height'/'width'."
+                    f"Prediction {pred.shape} and ground truth {gt.shape} of {gt_source(inp)} differ in size; "
+                    "the model must resize its output to the input's original 'height'/'width'."
                 )
-            self.add(pred, gt)
+            self.add(pred, gt, source=gt_source(inp))
 
-    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        """Accumulate one [H, W] prediction against its [H, W] ground truth."""
+    def add(self, pred: np.ndarray, gt: np.ndarray, source: str = "ground truth") -> None:
+        """Accumulate one [H, W] prediction (labels in [0, K)) against its [H, W] ground truth."""
         k = self._num_classes
-        gt = gt.copy()
-        invalid = (gt == self._ignore_label) | (gt < 0) | (gt >= k)
-        if np.any(invalid & (gt != self._ignore_label)):
-            bad = np.unique(gt[invalid & (gt != self._ignore_label)])[:5].tolist()
-            raise ValueError(f"Ground truth holds labels {bad} outside [0, {k}) and != ignore {self._ignore_label}.")
-        gt[invalid] = k
-        self._conf_matrix += np.bincount((k + 1) * pred.reshape(-1) + gt.reshape(-1),
-                                         minlength=(k + 1) ** 2).reshape(k + 1, k + 1)
+        ignored = gt == self._ignore_label
+        bad = ~ignored & ((gt < 0) | (gt >= k))
+        if bad.any():
+            labels = np.unique(gt[bad])[:5].tolist()
+            raise ValueError(
+                f"{source} holds labels {labels} outside [0, {k}) that are not the ignore label "
+                f"{self._ignore_label}; check num_classes / ignore_label of {self._dataset_name!r}."
+            )
+        gt = np.where(ignored, k, gt)
+        self._conf_matrix += np.bincount(
+            (k + 1) * pred.reshape(-1) + gt.reshape(-1), minlength=(k + 1) ** 2
+        ).reshape(k + 1, k + 1)
 
     def evaluate(self) -> Optional[Dict[str, Dict[str, float]]]:
+        """``{"sem_seg": {mIoU, fwIoU, mACC, pACC, IoU-<name>..., ACC-<name>...}}`` in percent."""
         conf = self._conf_matrix
         if self._distributed:
             comm.synchronize()
             gathered = comm.all_gather(conf)
             if not comm.is_main_process():
                 return None
-            conf = sum(gathered)
+            conf = np.sum(gathered, axis=0)
+        if conf[:-1, :-1].sum() == 0:
+            logger.warning("SemSegEvaluator(%s): no labelled pixel was evaluated.", self._dataset_name)
         results = OrderedDict(sem_seg=compute_sem_seg_metrics(conf, self._class_names))
-        self._log_per_class(results["sem_seg"])
+        logger.info("Semantic segmentation results on %s:\n%s", self._dataset_name,
+                    per_class_table(results["sem_seg"], self._class_names))
         if self._output_dir:
             write_results_json(results, Path(self._output_dir) / "sem_seg_evaluation.json")
         return results
 
-    def _log_per_class(self, metrics: Dict[str, float]) -> None:
-        lines = [f"{name:>30s}  IoU {metrics[f'IoU-{name}']:6.2f}  ACC {metrics[f'ACC-{name}']:6.2f}"
-                 for name in self._class_names if np.isfinite(metrics[f"IoU-{name}"])]
-        logger.debug("Per-class results (classes present in the ground truth):\n%s", "\n".join(lines))
-
 
 def compute_sem_seg_metrics(conf: np.ndarray, class_names: Sequence[str]) -> Dict[str, float]:
-    """Metrics (percent) from a [K+1, K+1] confusion matrix indexed [prediction, ground truth]."""
+    """Metrics (percent) from a [K+1, K+1] confusion matrix indexed [prediction, ground truth].
+
+    Row/column K holds ignored ground truth and is dropped. With tp_c the diagonal, gt_c the column
+    sums and pred_c the row sums over the K classes:
+    IoU_c = tp_c / (gt_c + pred_c - tp_c), ACC_c = tp_c / gt_c (NaN where gt_c = 0),
+    mIoU / mACC = mean over non-NaN classes, fwIoU = sum_c gt_c / sum(gt) * IoU_c, pACC = sum(tp) / sum(gt).
+    """
     k = conf.shape[0] - 1
+    if conf.shape != (k + 1, k + 1) or len(class_names) != k:
+        raise ValueError(f"Confusion matrix {conf.shape} does not match {len(class_names)} class names (+1).")
     acc = np.full(k, np.nan)
     iou = np.full(k, np.nan)
     tp = conf.diagonal()[:-1].astype(float)
@@ -118,14 +147,30 @@ def compute_sem_seg_metrics(conf: np.ndarray, class_names: Sequence[str]) -> Dic
     iou_valid = acc_valid & (union > 0)
     iou[iou_valid] = tp[iou_valid] / union[iou_valid]
     total_gt = pos_gt.sum()
-    class_weights = pos_gt / total_gt if total_gt > 0 else pos_gt
-    metrics = OrderedDict()
-    metrics["mIoU"] = 100 * float(iou[iou_valid].mean()) if iou_valid.any() else float("nan")
-    metrics["fwIoU"] = 100 * float((iou[iou_valid] * class_weights[iou_valid]).sum())
-    metrics["mACC"] = 100 * float(acc[acc_valid].mean()) if acc_valid.any() else float("nan")
-    metrics["pACC"] = 100 * float(tp.sum() / total_gt) if total_gt > 0 else float("nan")
+    nan = float("nan")
+    metrics: Dict[str, float] = OrderedDict()
+    metrics["mIoU"] = 100 * float(iou[iou_valid].mean()) if iou_valid.any() else nan
+    metrics["fwIoU"] = 100 * float((iou[iou_valid] * pos_gt[iou_valid]).sum() / total_gt) if total_gt else nan
+    metrics["mACC"] = 100 * float(acc[acc_valid].mean()) if acc_valid.any() else nan
+    metrics["pACC"] = 100 * float(tp.sum() / total_gt) if total_gt else nan
     for i, name in enumerate(class_names):
         metrics[f"IoU-{name}"] = 100 * float(iou[i])
     for i, name in enumerate(class_names):
         metrics[f"ACC-{name}"] = 100 * float(acc[i])
     return metrics
+
+
+def per_class_table(metrics: Dict[str, float], class_names: Sequence[str]) -> str:
+    """Summary line plus a ``class | IoU | ACC`` table of the classes present in the ground truth."""
+    summary = "  ".join(f"{m} {metrics[m]:.2f}" for m in ("mIoU", "fwIoU", "mACC", "pACC"))
+    width = max([len("class")] + [len(n) for n in class_names])
+    lines = [summary, f"{'class':<{width}} | {'IoU':>6} | {'ACC':>6}", f"{'-' * width}-+-{'-' * 6}-+-{'-' * 6}"]
+    shown = 0
+    for name in class_names:
+        iou, acc = metrics[f"IoU-{name}"], metrics[f"ACC-{name}"]
+        if np.isnan(iou) and np.isnan(acc):
+            continue
+        lines.append(f"{name:<{width}} | {iou:6.2f} | {acc:6.2f}")
+        shown += 1
+    lines.append(f"({shown} of {len(class_names)} classes present in the ground truth)")
+    return "\n".join(lines)

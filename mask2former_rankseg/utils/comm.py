@@ -1,7 +1,13 @@
-"""Helpers for multi-process (torch.distributed) runs; all of them work in a single process too."""
+"""Helpers for multi-process (torch.distributed) runs; every one of them also works in a single process.
+
+Object collectives (:func:`all_gather`, :func:`gather`) go through a Gloo group when the default
+backend is NCCL, so gathering Python objects never needs GPU memory or a current CUDA device.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any, Dict, List
 
 import numpy as np
@@ -22,9 +28,7 @@ def get_rank() -> int:
 
 
 def get_local_rank() -> int:
-    """Rank within this machine (``LOCAL_RANK`` as set by the launcher or torchrun)."""
-    import os
-
+    """Rank within this machine (``LOCAL_RANK`` as set by the launcher or torchrun); 0 when not distributed."""
     return int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0
 
 
@@ -38,32 +42,44 @@ def synchronize() -> None:
         dist.barrier()
 
 
+@functools.cache
+def _object_group():
+    """A Gloo group over all ranks when the default backend is NCCL; else the default group (None)."""
+    if dist.get_backend() == "nccl":
+        return dist.new_group(backend="gloo")
+    return None
+
+
 def all_gather(data: Any) -> List[Any]:
     """Gather a picklable object from every process; returns the list ordered by rank."""
     if get_world_size() == 1:
         return [data]
     out: List[Any] = [None] * get_world_size()
-    dist.all_gather_object(out, data)
+    dist.all_gather_object(out, data, group=_object_group())
     return out
 
 
 def gather(data: Any, dst: int = 0) -> List[Any]:
-    """Gather to rank ``dst``; other ranks receive an empty list."""
+    """Gather a picklable object to rank ``dst`` (list ordered by rank); other ranks receive ``[]``."""
     if get_world_size() == 1:
         return [data]
-    out = [None] * get_world_size() if get_rank() == dst else None
-    dist.gather_object(data, out, dst=dst)
-    return out if get_rank() == dst else []
+    is_dst = get_rank() == dst
+    out = [None] * get_world_size() if is_dst else None
+    dist.gather_object(data, out, dst=dst, group=_object_group())
+    return out if is_dst else []
 
 
 def shared_random_seed() -> int:
-    """A random seed drawn on rank 0 and shared with every process."""
+    """A random seed drawn on rank 0 and shared with every process (all ranks must call it)."""
     seed = int(np.random.randint(2**31))
     return all_gather(seed)[0]
 
 
 def reduce_dict(values: Dict[str, torch.Tensor], average: bool = True) -> Dict[str, torch.Tensor]:
-    """Sum (or average) scalar tensors over processes; the result is valid on rank 0."""
+    """Sum (or average) scalar tensors over processes; the result is only meaningful on rank 0.
+
+    All ranks must pass the same keys. In a single process ``values`` is returned unchanged.
+    """
     if get_world_size() == 1:
         return values
     with torch.no_grad():

@@ -1,0 +1,50 @@
+"""Hungarian matcher: known assignments, empty targets, cost terms."""
+
+import torch
+
+from mask2former_rankseg.modeling.matcher import HungarianMatcher, batch_dice_cost, batch_sigmoid_ce_cost
+
+
+def _masks():
+    m = torch.zeros(3, 8, 8)
+    m[0, :4, :4] = 1
+    m[1, 4:, :] = 1
+    m[2, :4, 4:] = 1
+    return m
+
+
+def test_recovers_a_permutation():
+    targets_masks = _masks()
+    labels = torch.tensor([2, 0, 1])
+    perm = [2, 0, 1]  # query q predicts target perm[q]
+    pred_masks = torch.stack([(targets_masks[t] * 2 - 1) * 10 for t in perm])[None]
+    logits = torch.full((1, 3, 4), -5.0)
+    for q, t in enumerate(perm):
+        logits[0, q, labels[t]] = 5.0
+    matcher = HungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=64)
+    (rows, cols), = matcher({"pred_logits": logits, "pred_masks": pred_masks},
+                            [{"labels": labels, "masks": targets_masks}])
+    assert dict(zip(rows.tolist(), cols.tolist())) == {0: 2, 1: 0, 2: 1}
+
+
+def test_more_queries_than_targets_and_empty_targets():
+    matcher = HungarianMatcher(1, 1, 1, num_points=16)
+    out = {"pred_logits": torch.randn(2, 5, 4), "pred_masks": torch.randn(2, 5, 8, 8)}
+    targets = [{"labels": torch.tensor([1, 2]), "masks": _masks()[:2]},
+               {"labels": torch.tensor([], dtype=torch.long), "masks": torch.zeros(0, 8, 8)}]
+    (r0, c0), (r1, c1) = matcher(out, targets)
+    assert len(r0) == 2 and sorted(c0.tolist()) == [0, 1] and len(set(r0.tolist())) == 2
+    assert len(r1) == 0 and len(c1) == 0
+
+
+def test_cost_terms_by_hand():
+    inputs = torch.tensor([[0.0, 2.0]])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.sigmoid(inputs)[0]
+    dice0 = 1 - (2 * p[0] + 1) / (p.sum() + 1 + 1)
+    dice1 = 1 - (2 * p[1] + 1) / (p.sum() + 1 + 1)
+    torch.testing.assert_close(batch_dice_cost(inputs, targets)[0], torch.stack([dice0, dice1]))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    ce0 = (bce(inputs[0, 0], torch.tensor(1.0)) + bce(inputs[0, 1], torch.tensor(0.0))) / 2
+    ce1 = (bce(inputs[0, 0], torch.tensor(0.0)) + bce(inputs[0, 1], torch.tensor(1.0))) / 2
+    torch.testing.assert_close(batch_sigmoid_ce_cost(inputs, targets)[0], torch.stack([ce0, ce1]))
