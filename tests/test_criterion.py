@@ -26,7 +26,8 @@ def test_loss_ce_by_hand():
     logits = torch.tensor([[[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]])  # B=1, Q=2, K=3 (+ no object)
     matcher = FixedMatcher([(torch.tensor([0]), torch.tensor([0]))])
     targets = [{"labels": torch.tensor([0]), "masks": torch.zeros(1, 4, 4)}]
-    out = _criterion(matcher, losses=["labels"])({"pred_logits": logits, "pred_masks": torch.zeros(1, 2, 4, 4)}, targets)
+    outputs = {"pred_logits": logits, "pred_masks": torch.zeros(1, 2, 4, 4)}
+    out = _criterion(matcher, losses=["labels"])(outputs, targets)
     # query 0 -> class 0 with weight 1; query 1 -> no object with weight 0.1; weighted mean
     nll0 = -math.log(math.exp(2) / (math.exp(2) + 3))
     nll1 = -math.log(math.e / (math.e + 3))

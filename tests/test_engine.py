@@ -91,7 +91,8 @@ def _cfg(tmp_path, max_iter=20, **extra):
 def test_param_groups():
     cfg = get_cfg()
     cfg.merge_from_list(["SOLVER.BASE_LR", 1.0, "SOLVER.BACKBONE_MULTIPLIER", 0.1, "SOLVER.MLHEAD_MULTIPLIER", 0.5,
-                         "SOLVER.WEIGHT_DECAY", 0.05, "SOLVER.WEIGHT_DECAY_NORM", 0.0, "SOLVER.WEIGHT_DECAY_EMBED", 0.01])
+                         "SOLVER.WEIGHT_DECAY", 0.05, "SOLVER.WEIGHT_DECAY_NORM", 0.0,
+                         "SOLVER.WEIGHT_DECAY_EMBED", 0.01])
     model = ToyModel()
     opt = build_optimizer(cfg, model)
     assert isinstance(opt, torch.optim.AdamW)

@@ -151,8 +151,8 @@ class Trainer:
             for h in self._hooks:
                 h.before_train()
             try:
-                for self.iter in range(self.start_iter, self.max_iter):
-                    self.storage.iter = self.iter
+                for iteration in range(self.start_iter, self.max_iter):
+                    self.iter = self.storage.iter = iteration
                     for h in self._hooks:
                         h.before_step()
                     self.run_step(data_iter)
