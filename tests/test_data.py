@@ -540,3 +540,22 @@ def test_loaders_from_config_on_synthetic(tmp_path, monkeypatch):
     first = outs[0][0]
     assert first["image_id"] == "synthetic_val_00000" and (first["height"], first["width"]) == (96, 96)
     assert first["image"].shape == (3, 128, 128)  # MIN_SIZE_TEST 128
+
+
+def test_inference_mapper_loads_ground_truth_for_the_oracle(tmp_path):
+    from mask2former_rankseg.data import InferenceDatasetMapper
+
+    image = np.zeros((20, 30, 3), np.uint8)
+    label = np.full((20, 30), 255, np.uint8)
+    label[:10, :15] = 4
+    label[10:, 15:] = 7
+    Image.fromarray(image).save(tmp_path / "img.png")
+    Image.fromarray(label).save(tmp_path / "lbl.png")
+    d = {"file_name": str(tmp_path / "img.png"), "sem_seg_file_name": str(tmp_path / "lbl.png")}
+    plain = InferenceDatasetMapper(min_size=40, max_size=1000, image_format="RGB")(d)
+    assert "instances" not in plain and plain["image"].shape == (3, 40, 60)
+    out = InferenceDatasetMapper(min_size=40, max_size=1000, image_format="RGB", load_gt=True)(d)
+    inst = out["instances"]
+    assert inst.gt_classes.tolist() == [4, 7]
+    assert inst.gt_masks.shape == (2, 40, 60) and inst.gt_masks[0, :20, :30].all() and not inst.gt_masks[0, 20:].any()
+    assert (out["height"], out["width"]) == (20, 30)

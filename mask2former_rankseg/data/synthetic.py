@@ -53,13 +53,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SPLITS: Dict[str, str] = {"train": "training", "val": "validation"}
 
 REFERENCE_SIZE = 128  # object sizes and areas below are for 128x128 images and scale with --size
 OBJECT_SIZE_RANGE = (20, 60)  # bounding extent of an object, pixels
 MIN_VISIBLE_PX = 60  # smallest visible area of an object, pixels
-MIN_VISIBLE_FRACTION = 0.5  # of the object's own (in-image) area
+MIN_VISIBLE_FRACTION = 0.7  # of the object's own (in-image) area
 NUM_OBJECTS_RANGE = (2, 6)
 TEXTURE_PERIOD = 8  # stripe / checker period, pixels
 DARK_FACTOR = 0.4  # the second tone of striped / checkered objects is the colour times this
@@ -166,7 +166,7 @@ def _place_objects(rng: np.random.Generator, size: int, categories: Sequence[Syn
         shape = categories[int(cat_id)].shape
         for _ in range(PLACEMENT_TRIES):
             r = rng.uniform(*OBJECT_SIZE_RANGE) * scale / 2
-            cx, cy = rng.uniform(r / 2, size - r / 2, size=2)
+            cx, cy = rng.uniform(r, size - r, size=2)  # whole object inside the image
             mask = _shape_mask(shape, xs - cx, ys - cy, r)
             area = int(mask.sum())
             if area < min_visible:

@@ -29,14 +29,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SHAPES: Tuple[str, ...] = ("disc", "square", "triangle", "ring", "cross", "diamond")
+SHAPES: Tuple[str, ...] = ("disc", "triangle", "ring", "cross")
 COLORS: Dict[str, Tuple[int, int, int]] = {  # saturated RGB, far apart in hue and from the grey background
-    "red": (220, 45, 45),
-    "green": (45, 180, 65),
-    "blue": (45, 85, 230),
-    "yellow": (235, 215, 45),
-    "magenta": (205, 55, 210),
-    "cyan": (45, 205, 215),
+    "red": (220, 40, 40),
+    "orange": (240, 140, 30),
+    "yellow": (235, 225, 45),
+    "green": (40, 180, 60),
+    "cyan": (40, 215, 220),
+    "blue": (40, 80, 235),
+    "purple": (125, 50, 200),
+    "magenta": (225, 60, 200),
+    "white": (245, 245, 245),
 }
 TEXTURES: Tuple[str, ...] = ("solid", "striped", "checkered")
 

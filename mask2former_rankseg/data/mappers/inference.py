@@ -10,8 +10,10 @@ from typing import Any, Dict, Sequence, Union
 import numpy as np
 import torch
 
+from ...constants import IGNORE_LABEL
 from ..detection_utils import check_image_size, read_image
 from ..transforms import ResizeShortestEdge, apply_augmentations
+from .semantic import semantic_to_instances
 
 __all__ = ["InferenceDatasetMapper"]
 
@@ -25,16 +27,23 @@ class InferenceDatasetMapper:
         min_size: shorter-side length (an int; a sequence is treated as choices, like detectron2).
         max_size: cap on the longer side.
         image_format: "RGB", "BGR" or "L", channel order of the output image.
+        load_gt: also read ``sem_seg_file_name`` and add ``instances`` (``gt_classes``, ``gt_masks`` of the
+            resized image) — the RankSeg ground-truth oracle (``MODEL.RANKSEG.USE_GT``) needs them.
+        ignore_label: label of unlabelled pixels in the label maps (with ``load_gt``).
     """
 
-    def __init__(self, *, min_size: Union[int, Sequence[int]], max_size: int = sys.maxsize, image_format: str):
+    def __init__(self, *, min_size: Union[int, Sequence[int]], max_size: int = sys.maxsize, image_format: str,
+                 load_gt: bool = False, ignore_label: int = IGNORE_LABEL):
         self.resize = ResizeShortestEdge(min_size, max_size, "choice")
         self.image_format = image_format
+        self.load_gt = load_gt
+        self.ignore_label = ignore_label
         logger.info("[%s] Resize used in inference: %s", type(self).__name__, self.resize)
 
     @classmethod
     def from_config(cls, cfg) -> InferenceDatasetMapper:
-        return cls(min_size=cfg.INPUT.MIN_SIZE_TEST, max_size=cfg.INPUT.MAX_SIZE_TEST, image_format=cfg.INPUT.FORMAT)
+        return cls(min_size=cfg.INPUT.MIN_SIZE_TEST, max_size=cfg.INPUT.MAX_SIZE_TEST, image_format=cfg.INPUT.FORMAT,
+                   load_gt=cfg.MODEL.RANKSEG.USE_GT, ignore_label=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE)
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         """Returns a copy of ``dataset_dict`` plus ``image`` (uint8 [C, H', W'], resized).
@@ -44,7 +53,17 @@ class InferenceDatasetMapper:
         """
         dataset_dict = copy.deepcopy(dataset_dict)
         image = read_image(dataset_dict["file_name"], format=self.image_format)
-        check_image_size(dataset_dict, image)
-        image, _ = apply_augmentations([self.resize], image)
+        sem_seg = None
+        if self.load_gt:
+            if "sem_seg_file_name" not in dataset_dict:
+                raise ValueError(
+                    f"{dataset_dict['file_name']}: MODEL.RANKSEG.USE_GT needs a label map ('sem_seg_file_name')."
+                )
+            sem_seg = read_image(dataset_dict["sem_seg_file_name"])
+        check_image_size(dataset_dict, image, sem_seg)
+        image, sem_seg = apply_augmentations([self.resize], image, sem_seg)
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if sem_seg is not None:
+            dataset_dict["instances"] = semantic_to_instances(torch.as_tensor(sem_seg.astype(np.int64)),
+                                                              self.ignore_label)
         return dataset_dict
