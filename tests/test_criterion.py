@@ -86,3 +86,84 @@ def test_deep_supervision_and_empty_targets():
     assert set(losses) == {f"{k}{s}" for k in ("loss_ce", "loss_mask", "loss_dice") for s in ("", "_0", "_1")}
     assert all(torch.isfinite(v) for v in losses.values())
     losses["loss_ce"].backward()
+
+
+def test_empty_weight_buffer_matches_upstream_checkpoints():
+    crit = _criterion(FixedMatcher([]), eos=0.1)
+    assert "empty_weight" in crit.state_dict()
+    torch.testing.assert_close(crit.empty_weight, torch.tensor([1.0, 1.0, 1.0, 0.1]))
+
+
+def test_labels_outside_the_logit_columns_are_a_clear_error():
+    crit = _criterion(FixedMatcher([(torch.tensor([0]), torch.tensor([0]))]), losses=["labels"])
+    outputs = {"pred_logits": torch.zeros(1, 2, 3), "pred_masks": torch.zeros(1, 2, 4, 4)}  # ranked: k = 2
+    with pytest.raises(ValueError, match="remap_targets"):
+        crit(outputs, [{"labels": torch.tensor([2]), "masks": torch.zeros(1, 4, 4)}])
+
+
+def test_target_masks_of_different_sizes_are_padded():
+    matcher = FixedMatcher([(torch.tensor([0]), torch.tensor([0])), (torch.tensor([1]), torch.tensor([0]))])
+    crit = _criterion(matcher, losses=["masks"])
+    pred = torch.randn(2, 2, 4, 4)
+    small = torch.ones(1, 8, 12, dtype=torch.bool)
+    padded = torch.zeros(1, 16, 16, dtype=torch.bool)
+    padded[:, :8, :12] = True
+    big = torch.rand(1, 16, 16) > 0.5
+    outputs = {"pred_logits": torch.zeros(2, 2, 4), "pred_masks": pred}
+    torch.manual_seed(1)
+    got = crit(outputs, [{"labels": torch.tensor([0]), "masks": small}, {"labels": torch.tensor([1]), "masks": big}])
+    torch.manual_seed(1)
+    ref = crit(outputs, [{"labels": torch.tensor([0]), "masks": padded}, {"labels": torch.tensor([1]), "masks": big}])
+    assert got["loss_mask"].item() == ref["loss_mask"].item() and got["loss_dice"].item() == ref["loss_dice"].item()
+
+
+def test_perfect_predictions_beat_random_ones_end_to_end():
+    from mask2former_rankseg.modeling.matcher import HungarianMatcher
+
+    gt = torch.zeros(3, 16, 16)
+    gt[0, :8, :8] = 1
+    gt[1, 8:] = 1
+    gt[2, :8, 8:] = 1
+    targets = [{"labels": torch.tensor([2, 0, 1]), "masks": gt}]
+    perfect_logits = torch.full((1, 4, 4), -8.0)
+    for q in range(3):  # query q predicts target (q + 1) % 3
+        perfect_logits[0, q, targets[0]["labels"][(q + 1) % 3]] = 8.0
+    perfect_logits[0, 3, 3] = 8.0  # the spare query says "no object"
+    perfect_masks = torch.stack([(gt[(q + 1) % 3] * 2 - 1) * 8 for q in range(3)] + [torch.full((16, 16), -8.0)])
+    perfect = {"pred_logits": perfect_logits, "pred_masks": perfect_masks[None]}
+    random = {"pred_logits": torch.randn(1, 4, 4), "pred_masks": torch.randn(1, 4, 16, 16)}
+    crit = _criterion(HungarianMatcher(2.0, 5.0, 5.0, num_points=64), eos=0.1)
+    good, bad = crit(perfect, targets), crit(random, targets)
+    # point sampling favours the (interpolated, uncertain) boundaries, so perfect masks keep some loss
+    assert good["loss_ce"] < 0.01 * bad["loss_ce"]
+    assert good["loss_mask"] < 0.75 * bad["loss_mask"] and good["loss_dice"] < 0.5 * bad["loss_dice"]
+
+
+def test_point_sample_reads_pixel_centres_and_interpolates():
+    from mask2former_rankseg.modeling.point_sample import point_sample
+
+    img = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    coords = torch.tensor([[[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.5, 0.5]]])  # (x, y)
+    assert point_sample(img, coords).tolist() == [[[1.0, 2.0, 3.0, 2.5]]]
+
+
+def test_uncertain_points_are_the_most_uncertain_candidates():
+    from mask2former_rankseg.modeling.point_sample import (
+        calculate_uncertainty,
+        get_uncertain_point_coords_with_randomness,
+        point_sample,
+    )
+
+    logits = torch.randn(2, 1, 8, 8)
+    torch.manual_seed(3)
+    coords = get_uncertain_point_coords_with_randomness(logits, calculate_uncertainty, 10, 3, 0.6)
+    torch.manual_seed(3)
+    candidates = torch.rand(2, 30, 2)
+    unc = calculate_uncertainty(point_sample(logits, candidates))[:, 0]
+    assert coords.shape == (2, 10, 2) and coords.min() >= 0 and coords.max() <= 1
+    for r in range(2):
+        best = candidates[r, unc[r].topk(6).indices]
+        torch.testing.assert_close(coords[r, :6], best)  # 6 importance points, then 4 uniform ones
+    assert torch.equal(calculate_uncertainty(torch.tensor([-2.0, 0.5])), torch.tensor([-2.0, -0.5]))
+    with pytest.raises(ValueError):
+        get_uncertain_point_coords_with_randomness(logits, calculate_uncertainty, 10, 0.5, 0.6)

@@ -1,5 +1,6 @@
 """Hungarian matcher: known assignments, empty targets, cost terms."""
 
+import pytest
 import torch
 
 from mask2former_rankseg.modeling.matcher import HungarianMatcher, batch_dice_cost, batch_sigmoid_ce_cost
@@ -48,3 +49,41 @@ def test_cost_terms_by_hand():
     ce0 = (bce(inputs[0, 0], torch.tensor(1.0)) + bce(inputs[0, 1], torch.tensor(0.0))) / 2
     ce1 = (bce(inputs[0, 0], torch.tensor(0.0)) + bce(inputs[0, 1], torch.tensor(1.0))) / 2
     torch.testing.assert_close(batch_sigmoid_ce_cost(inputs, targets)[0], torch.stack([ce0, ce1]))
+
+
+def _permuted_case(dtype=torch.float32):
+    targets_masks = _masks()
+    labels = torch.tensor([2, 0, 1])
+    perm = [1, 2, 0]
+    pred_masks = torch.stack([(targets_masks[t] * 2 - 1) * 10 for t in perm])[None].to(dtype)
+    logits = torch.full((1, 3, 4), -5.0)
+    for q, t in enumerate(perm):
+        logits[0, q, labels[t]] = 5.0
+    return {"pred_logits": logits.to(dtype), "pred_masks": pred_masks}, [{"labels": labels, "masks": targets_masks}]
+
+
+def test_low_precision_inputs_are_matched_in_float32():
+    outputs, targets = _permuted_case(torch.bfloat16)
+    (rows, cols), = HungarianMatcher(1.0, 1.0, 1.0, num_points=64)(outputs, targets)
+    assert dict(zip(rows.tolist(), cols.tolist())) == {0: 1, 1: 2, 2: 0}
+    assert rows.dtype == cols.dtype == torch.int64
+
+
+def test_class_cost_alone_decides_on_ranked_logits():
+    # RankSeg: logits over k + 1 = 3 ranked columns, labels are rank positions; masks carry no signal.
+    logits = torch.tensor([[[0.0, 4.0, 0.0], [4.0, 0.0, 0.0], [0.0, 0.0, 4.0]]])
+    outputs = {"pred_logits": logits, "pred_masks": torch.zeros(1, 3, 4, 4)}
+    targets = [{"labels": torch.tensor([0, 1]), "masks": torch.ones(2, 8, 8)}]
+    (rows, cols), = HungarianMatcher(1.0, 1.0, 1.0, num_points=16)(outputs, targets)
+    assert dict(zip(rows.tolist(), cols.tolist())) == {0: 1, 1: 0}
+
+
+def test_non_finite_predictions_and_missing_points_are_clear_errors():
+    outputs, targets = _permuted_case()
+    outputs["pred_masks"][0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="not finite"):
+        HungarianMatcher(1.0, 1.0, 1.0, num_points=16)(outputs, targets)
+    with pytest.raises(ValueError, match="TRAIN_NUM_POINTS"):
+        HungarianMatcher(1.0, 1.0, 1.0)(*_permuted_case())
+    (rows, cols), = HungarianMatcher(1.0, 0.0, 0.0)(*_permuted_case())  # class cost only needs no points
+    assert dict(zip(rows.tolist(), cols.tolist())) == {0: 1, 1: 2, 2: 0}

@@ -123,3 +123,69 @@ def test_multilabel_head_learns_a_label_set():
     top2 = select_topk(head(tokens), 2)[:, :2]
     for b in range(4):
         assert set(top2[b].tolist()) == set(target[b].nonzero().flatten().tolist())
+
+
+def test_select_topk_breaks_ties_by_lower_index():
+    idx = select_topk(torch.tensor([[1.0, 2.0, 2.0, 0.0, 2.0]]), 2)
+    assert idx.tolist() == [[1, 2, 5]]
+
+
+def test_remap_targets_rejects_labels_outside_the_class_space():
+    targets = [{"labels": torch.tensor([0, 5]), "masks": torch.zeros(2, 2, 2)}]
+    with pytest.raises(ValueError, match="NUM_CLASSES"):
+        remap_targets(targets, torch.tensor([[0, 1, 5]]), num_classes=5)
+
+
+def test_asymmetric_loss_focusing_weights_carry_gradient():
+    x = torch.tensor([[2.0, -1.0, 0.5], [-0.3, 1.5, -2.0]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    torch.autograd.gradcheck(lambda t: AsymmetricLoss()(t, y), (x,))
+    (grad,) = torch.autograd.grad(AsymmetricLoss()(x, y), x)
+    # d/dx of -log(p_m) * (1 - p_m)^2 / 6 for a negative with p_m = 1 - p + clip < 1 (both factors differentiated)
+    p = torch.sigmoid(x.detach())
+    p_m = 1 - p + 0.05
+    dpm = -p * (1 - p)
+    hand = -(dpm / p_m * (1 - p_m) ** 2 + torch.log(p_m) * 2 * (1 - p_m) * -dpm) / 6
+    torch.testing.assert_close(grad[0, 1], hand[0, 1])
+    torch.testing.assert_close(grad[1, 2], hand[1, 2])
+    assert x.grad is None  # functional use, inputs untouched
+
+
+def test_multilabel_head_matches_explicit_attention():
+    head = MultiLabelHead(5, d_encoder=6, hidden_dim=16, n_heads=2, d_ff=32, dropout=0.1, share_embedding=False)
+    head.eval()
+    tokens = torch.randn(2, 6, 3)
+    x = head.proj_dec(tokens.transpose(1, 2))
+    x = torch.cat((x, head.cls_emb.expand(2, -1, -1)), 1)  # [B, N + K, D]
+    blk = head.block
+    h = blk.norm1(x)
+    q, k, v = blk.attn.qkv(h).reshape(2, 8, 3, 2, 8).permute(2, 0, 3, 1, 4)
+    attn = (q @ k.transpose(-2, -1) * 8 ** -0.5).softmax(-1)
+    x = x + blk.attn.proj((attn @ v).transpose(1, 2).reshape(2, 8, 16))
+    x = x + blk.mlp.fc2(torch.nn.functional.gelu(blk.mlp.fc1(blk.norm2(x))))
+    x = head.norm(x)[:, -5:]
+    expected = (head.fc.W * x).sum(-1) + head.fc.b
+    torch.testing.assert_close(head(tokens), expected)
+    assert head.fc.W.abs().max() <= 16 ** -0.5 and head.fc.b.abs().max() <= 16 ** -0.5
+
+
+def test_multilabel_head_pools_feature_maps_and_checks_tokens():
+    head = MultiLabelHead(4, d_encoder=8, hidden_dim=16, n_heads=2, d_ff=32, dropout=0.0, share_embedding=False,
+                          downsample=2).eval()
+    fmap = torch.randn(1, 8, 6, 6)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(fmap, 2).flatten(2)
+    torch.testing.assert_close(head(fmap), head(pooled))
+    with pytest.raises(ValueError, match=r"\[B, C, Q\]"):
+        head(torch.randn(5, 2, 8))  # [Q, B, C] by mistake
+
+
+def test_multilabel_head_from_config():
+    from mask2former_rankseg.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.MODEL.RANKSEG.HIDDEN_DIM = 128
+    head = MultiLabelHead.from_config(cfg, num_classes=10, d_encoder=32)
+    assert head.block.attn.heads == 2 and head.block.mlp.fc1.out_features == 512
+    assert head.block.attn.attn_drop.p == 0.1 and head.proj_dec.in_features == 32 and head.fc.W.shape == (1, 10, 128)
+    cfg.MODEL.RANKSEG.SHARE_EMBEDDING = True
+    assert not hasattr(MultiLabelHead.from_config(cfg, 10, 32), "cls_emb")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -10,6 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .point_sample import calculate_uncertainty, get_uncertain_point_coords_with_randomness, point_sample
+
+logger = logging.getLogger(__name__)
 
 
 def dice_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
@@ -31,8 +34,12 @@ class SetCriterion(nn.Module):
     the last column is always "no object", and unmatched queries are trained towards it with weight
     ``eos_coef``.
 
+    The cross-entropy weights are the buffer ``empty_weight`` [K+1] (ones, ``eos_coef`` last; upstream's
+    name, so official checkpoints carrying ``criterion.empty_weight`` load cleanly); logits with C columns
+    use its last C entries.
+
     Args:
-        num_classes: K (informative; the class count is read off the logits).
+        num_classes: K (size of ``empty_weight``; the class count used per call is read off the logits).
         matcher: returns the matched (query, target) indices per image.
         weight_dict: loss name -> weight (used by the caller to weight and filter).
         eos_coef: weight of the "no object" class in the cross-entropy.
@@ -46,6 +53,11 @@ class SetCriterion(nn.Module):
         unknown = set(losses) - {"labels", "masks"}
         if unknown:
             raise ValueError(f"SetCriterion: unknown losses {sorted(unknown)}; use 'labels' and/or 'masks'.")
+        if "masks" in losses and num_points <= 0:
+            raise ValueError(
+                f"SetCriterion: num_points={num_points} (MODEL.MASK_FORMER.TRAIN_NUM_POINTS) must be > 0 "
+                "for the mask losses; upstream uses 112 * 112 = 12544."
+            )
         self.num_classes = num_classes
         self.matcher = matcher
         self.weight_dict = weight_dict
@@ -54,21 +66,31 @@ class SetCriterion(nn.Module):
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
+        empty_weight = torch.ones(num_classes + 1)
+        empty_weight[-1] = eos_coef
+        self.register_buffer("empty_weight", empty_weight)
 
     def loss_labels(self, outputs, targets, indices, num_masks) -> Dict[str, torch.Tensor]:
-        logits = outputs["pred_logits"].float()  # [B, Q, C+1]
+        """Cross-entropy over the C columns of ``pred_logits`` [B, Q, C]; unmatched queries target C - 1."""
+        logits = outputs["pred_logits"].float()  # [B, Q, C]
         num_columns = logits.shape[-1]
         batch_idx, query_idx = _src_permutation(indices)
         target_classes = torch.full(logits.shape[:2], num_columns - 1, dtype=torch.int64, device=logits.device)
         target_classes[batch_idx, query_idx] = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)])
-        weight = torch.ones(num_columns, device=logits.device)
-        weight[-1] = self.eos_coef
+        weight = self.empty_weight[-num_columns:].to(logits)
         return {"loss_ce": F.cross_entropy(logits.transpose(1, 2), target_classes, weight)}
 
     def loss_masks(self, outputs, targets, indices, num_masks) -> Dict[str, torch.Tensor]:
+        """Sigmoid BCE and dice on ``num_points`` points per matched mask, biased to uncertain prediction points.
+
+        ``pred_masks`` [B, Q, h, w] (e.g. 1/4 resolution) and target ``masks`` [N, H, W] are sampled at the
+        same normalised coordinates; targets of different sizes are zero-padded (bottom/right) to a common
+        size first, as upstream's ``nested_tensor_from_tensor_list`` does.
+        """
         batch_idx, query_idx = _src_permutation(indices)
         src_masks = outputs["pred_masks"][batch_idx, query_idx][:, None].float()  # [N, 1, h, w]
-        target_masks = torch.cat([t["masks"][j] for t, (_, j) in zip(targets, indices)]).to(src_masks)[:, None]
+        target_masks = _pad_to_common_size([t["masks"] for t in targets])
+        target_masks = torch.cat([m[j] for m, (_, j) in zip(target_masks, indices)]).to(src_masks)[:, None]
         if src_masks.shape[0] == 0:
             zero = outputs["pred_masks"].sum() * 0.0
             return {"loss_mask": zero, "loss_dice": zero}
@@ -98,6 +120,7 @@ class SetCriterion(nn.Module):
         Returns the unweighted losses; auxiliary ones are suffixed ``_{i}``.
         """
         main = {k: v for k, v in outputs.items() if k in ("pred_logits", "pred_masks")}
+        self._check_labels(main["pred_logits"].shape[-1], targets)
         num_masks = torch.as_tensor([float(sum(len(t["labels"]) for t in targets))],
                                     device=outputs["pred_logits"].device)
         if dist.is_available() and dist.is_initialized():
@@ -110,6 +133,33 @@ class SetCriterion(nn.Module):
             aux_losses = self._losses_for(aux, targets, self.matcher(aux, targets), num_masks)
             losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
         return losses
+
+    def _check_labels(self, num_columns: int, targets: Sequence[Dict[str, torch.Tensor]]) -> None:
+        if num_columns > self.empty_weight.numel():
+            raise ValueError(
+                f"SetCriterion: pred_logits has {num_columns} class columns but the criterion was built for "
+                f"num_classes={self.num_classes} (+1 'no object'); check MODEL.SEM_SEG_HEAD.NUM_CLASSES."
+            )
+        labels = torch.cat([t["labels"].reshape(-1) for t in targets]) if len(targets) else None
+        if labels is None or labels.numel() == 0:
+            return
+        low, top = (int(v) for v in torch.aminmax(labels))
+        if low < 0 or top >= num_columns - 1:
+            raise ValueError(
+                f"SetCriterion: target labels span [{low}, {top}] but pred_logits has {num_columns} columns "
+                f"(labels must lie in [0, {num_columns - 2}], the last column is 'no object'). With RankSeg's "
+                "ranked logits, remap the targets first (rankseg.remap_targets)."
+            )
+
+
+def _pad_to_common_size(masks: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Zero-pad per-image masks [N_b, H_b, W_b] (bottom/right) to the largest H and W of the batch."""
+    h = max(m.shape[-2] for m in masks)
+    w = max(m.shape[-1] for m in masks)
+    if all(m.shape[-2:] == (h, w) for m in masks):
+        return masks
+    logger.debug("SetCriterion: padding target masks of different sizes to %dx%d.", h, w)
+    return [F.pad(m, (0, w - m.shape[-1], 0, h - m.shape[-2])) for m in masks]
 
 
 def _src_permutation(indices: List[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,13 @@ def batch_sigmoid_ce_cost(inputs: torch.Tensor, targets: torch.Tensor) -> torch.
 class HungarianMatcher(nn.Module):
     """One-to-one assignment of queries to targets minimising
     ``cost_class * (-p(class)) + cost_mask * BCE + cost_dice * dice`` (mask costs on ``num_points`` random
-    points shared by predictions and targets).
+    points, drawn per image and shared by all its predictions and targets), solved per image with
+    ``scipy.optimize.linear_sum_assignment``. Costs are computed in float32 with autocast disabled.
+
+    Args:
+        cost_class, cost_mask, cost_dice: weights of the three costs (not all 0).
+        num_points: points sampled per image for the mask costs (must be > 0 when a mask cost is used;
+            upstream's configs use 112 * 112 = 12544).
     """
 
     def __init__(self, cost_class: float = 1.0, cost_mask: float = 1.0, cost_dice: float = 1.0, num_points: int = 0):
@@ -53,6 +59,11 @@ class HungarianMatcher(nn.Module):
             per image (query indices, target indices), int64, of length min(Q, M).
         """
         logits, masks = outputs["pred_logits"], outputs["pred_masks"]
+        if self.num_points <= 0 and (self.cost_mask != 0 or self.cost_dice != 0):
+            raise ValueError(
+                f"HungarianMatcher: num_points={self.num_points} (MODEL.MASK_FORMER.TRAIN_NUM_POINTS) must be > 0 "
+                "when cost_mask or cost_dice is non-zero."
+            )
         indices = []
         for b in range(logits.shape[0]):
             labels = targets[b]["labels"]
@@ -62,15 +73,22 @@ class HungarianMatcher(nn.Module):
                 continue
             with torch.autocast(device_type=logits.device.type, enabled=False):
                 prob = logits[b].float().softmax(-1)
-                cost_class = -prob[:, labels]
-                out_mask = masks[b].float()[:, None]
-                tgt_mask = targets[b]["masks"].to(out_mask)[:, None]
-                coords = torch.rand(1, self.num_points, 2, device=out_mask.device)
-                tgt_points = point_sample(tgt_mask, coords.expand(tgt_mask.shape[0], -1, -1)).squeeze(1)
-                out_points = point_sample(out_mask, coords.expand(out_mask.shape[0], -1, -1)).squeeze(1)
-                cost = (self.cost_mask * batch_sigmoid_ce_cost(out_points, tgt_points)
-                        + self.cost_class * cost_class
-                        + self.cost_dice * batch_dice_cost(out_points, tgt_points))
-            rows, cols = linear_sum_assignment(cost.cpu().numpy())
+                cost = self.cost_class * -prob[:, labels]  # [Q, M]
+                if self.cost_mask != 0 or self.cost_dice != 0:
+                    out_mask = masks[b].float()[:, None]  # [Q, 1, h, w]
+                    tgt_mask = targets[b]["masks"].to(out_mask)[:, None]  # [M, 1, H, W]
+                    coords = torch.rand(1, self.num_points, 2, device=out_mask.device)
+                    tgt_points = point_sample(tgt_mask, coords.expand(tgt_mask.shape[0], -1, -1)).squeeze(1)
+                    out_points = point_sample(out_mask, coords.expand(out_mask.shape[0], -1, -1)).squeeze(1)
+                    cost = (self.cost_mask * batch_sigmoid_ce_cost(out_points, tgt_points) + cost
+                            + self.cost_dice * batch_dice_cost(out_points, tgt_points))
+            cost = cost.cpu()
+            if not torch.isfinite(cost).all():
+                raise FloatingPointError(
+                    f"HungarianMatcher: the matching cost of image {b} has NaN/Inf entries, i.e. the predicted "
+                    "class logits or masks are not finite (training diverged?). Lower SOLVER.BASE_LR or enable "
+                    "SOLVER.CLIP_GRADIENTS."
+                )
+            rows, cols = linear_sum_assignment(cost.numpy())
             indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
         return indices

@@ -34,7 +34,9 @@ class GroupWiseLinear(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with a fused ``qkv`` projection."""
+    """Multi-head self-attention with a fused ``qkv`` projection: softmax(q k^T * head_dim**-0.5) v, with
+    dropout on the attention weights and after ``proj`` (computed by ``F.scaled_dot_product_attention``).
+    """
 
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
@@ -49,7 +51,8 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0,
+                                             scale=(c // self.heads) ** -0.5)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
 
 
@@ -122,6 +125,7 @@ class MultiLabelHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, num_classes: int, d_encoder: int) -> MultiLabelHead:
+        """MODEL.RANKSEG.HIDDEN_DIM -> width, HIDDEN_DIM // 64 heads, 4x MLP, dropout 0.1; SHARE_EMBEDDING."""
         rs = cfg.MODEL.RANKSEG
         return cls(num_classes, d_encoder, rs.HIDDEN_DIM, n_heads=max(1, rs.HIDDEN_DIM // 64),
                    d_ff=4 * rs.HIDDEN_DIM, dropout=0.1, share_embedding=rs.SHARE_EMBEDDING)
@@ -134,6 +138,12 @@ class MultiLabelHead(nn.Module):
         Returns:
             image logits [B, K].
         """
+        if tokens.dim() not in (3, 4) or tokens.shape[1] != self.proj_dec.in_features:
+            raise ValueError(
+                f"MultiLabelHead expects tokens [B, {self.proj_dec.in_features}, N] or "
+                f"[B, {self.proj_dec.in_features}, H, W] (d_encoder={self.proj_dec.in_features}), got "
+                f"{tuple(tokens.shape)}; decoder query features [Q, B, C] must be permuted to [B, C, Q]."
+            )
         if self.pooling is not None and tokens.dim() == 4:
             tokens = self.pooling(tokens)
         b, c = tokens.shape[:2]
@@ -142,8 +152,11 @@ class MultiLabelHead(nn.Module):
             if class_embedding is None or class_embedding.shape != (self.num_classes, self.hidden_dim):
                 got = None if class_embedding is None else tuple(class_embedding.shape)
                 raise ValueError(
-                    f"MultiLabelHead with SHARE_EMBEDDING needs class_embedding of shape "
-                    f"{(self.num_classes, self.hidden_dim)}, got {got}."
+                    f"MultiLabelHead with MODEL.RANKSEG.SHARE_EMBEDDING=True needs class_embedding of shape "
+                    f"{(self.num_classes, self.hidden_dim)} (the query classifier's weight without its "
+                    f"'no object' row, e.g. predictor.class_embed.weight[:-1]), got {got}. Its width must equal "
+                    f"MODEL.RANKSEG.HIDDEN_DIM={self.hidden_dim}, i.e. HIDDEN_DIM must equal MODEL.MASK_FORMER."
+                    "HIDDEN_DIM, or set SHARE_EMBEDDING=False."
                 )
             emb = class_embedding.unsqueeze(0)
         else:

@@ -65,9 +65,20 @@ def remap_targets(targets: Sequence[Dict[str, torch.Tensor]], topk_index: torch.
         topk_index: [B, k+1] selection (last column "no object").
         num_classes: K.
     Returns:
-        new dicts with "labels" in [0, k) and the matching "masks" rows; other keys unchanged.
+        new dicts with "labels" in [0, k) and the matching "masks" rows; other keys unchanged (the inputs
+        are not modified). Example: K=5, selection [3, 1, 5]: labels [1, 3, 4] -> [1, 0] (class 4 dropped).
     """
     b, width = topk_index.shape
+    if len(targets) != b:
+        raise ValueError(f"remap_targets: {len(targets)} targets but topk_index has {b} rows.")
+    labels = torch.cat([t["labels"].reshape(-1) for t in targets]) if b else topk_index.new_zeros(0)
+    if labels.numel():
+        low, top = (int(v) for v in torch.aminmax(labels))
+        if low < 0 or top >= num_classes:
+            raise ValueError(
+                f"remap_targets: target labels span [{low}, {top}], outside [0, {num_classes - 1}] "
+                f"(num_classes={num_classes}); check MODEL.SEM_SEG_HEAD.NUM_CLASSES and the dataset's labels."
+            )
     inverse = topk_index.new_full((b, num_classes + 1), -1)
     inverse.scatter_(1, topk_index, torch.arange(width, device=topk_index.device).expand(b, -1))
     out = []
