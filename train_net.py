@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train and evaluate Mask2Former (+ RankSeg) with detectron2's command line.
 
-    python train_net.py --config-file CONFIG [--eval-only] [--resume] [--num-gpus N] [KEY VALUE ...]
+    python train_net.py --config-file CONFIG [--eval-only] [--resume] [--num-gpus N] [--num-machines M]
+                        [--machine-rank R] [--dist-url URL] [KEY VALUE ...]
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ import sys
 import time
 
 from mask2former_rankseg.config import ConfigError, get_cfg, validate_config
-from mask2former_rankseg.engine import Checkpointer, Trainer, default_argument_parser, default_setup, launch
+from mask2former_rankseg.engine import (
+    Checkpointer,
+    CheckpointError,
+    Trainer,
+    default_argument_parser,
+    default_setup,
+    launch,
+)
+from mask2former_rankseg.engine.defaults import verify_results
 from mask2former_rankseg.evaluation import format_results_table
 from mask2former_rankseg.utils import comm
 
@@ -19,7 +28,8 @@ logger = logging.getLogger("mask2former_rankseg")
 
 
 def setup(args):
-    """The merged, validated, frozen config of ``args``; sets up the output directory and logging."""
+    """The merged (``--config-file``, then ``KEY VALUE`` overrides), validated and frozen config; sets up
+    the output directory, logging and seeds."""
     cfg = get_cfg()
     if args.config_file:
         cfg.merge_from_file(args.config_file)
@@ -34,17 +44,15 @@ def _print_results(results, title: str) -> None:
     if not comm.is_main_process() or not results:
         return
     print(f"\n{title}")
-    first = next(iter(results.values()))
-    if isinstance(first, dict) and first and isinstance(next(iter(first.values())), dict):
-        for name, res in results.items():  # several test datasets
-            print(f"[{name}]\n{format_results_table(res)}")
-    else:
-        print(format_results_table(results))
+    print(format_results_table(results))
 
 
 def main(args):
     start = time.perf_counter()
     cfg = setup(args)
+    if cfg.TEST.AUG.ENABLED:
+        logger.warning("TEST.AUG.ENABLED is set, but test-time augmentation is not implemented yet; evaluating "
+                       "without it.")
     if args.eval_only:
         model = Trainer.build_model(cfg)
         Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
@@ -56,6 +64,8 @@ def main(args):
         results = trainer.train()
         _print_results(results, "Final evaluation results")
     logger.info("Total wall time: %.1f s", time.perf_counter() - start)
+    if comm.is_main_process() and results and not verify_results(cfg, results):
+        sys.exit(1)
     return results
 
 
@@ -64,7 +74,7 @@ def cli(argv=None) -> int:
     try:
         launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                dist_url=args.dist_url, args=(args,))
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

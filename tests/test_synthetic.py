@@ -32,7 +32,7 @@ def test_layout_and_categories_json(small_dataset):
     assert len(info["categories"]) == 108 >= 100
     assert info["image_size"] == [SIZE, SIZE]
     assert [c["id"] for c in info["categories"]] == list(range(108))
-    assert info["categories"][1]["name"] == "red-striped-disc"
+    assert info["categories"][1]["name"] == "red-hstriped-disc"
     for split, folder, n in [("train", "training", NUM_TRAIN), ("val", "validation", NUM_VAL)]:
         images = sorted((small_dataset / "images" / folder).glob("*.png"))
         labels = sorted((small_dataset / "annotations_detectron2" / folder).glob("*.png"))

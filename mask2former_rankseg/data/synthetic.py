@@ -7,8 +7,8 @@ Semantic segmentation (``--task semantic``), in ADE20K's on-disk layout::
       annotations_detectron2/{training,validation}/...png              uint8: 0..K-1, 255 = ignore
       categories.json                                                  names, colours, settings
 
-K = 108 categories, each a (colour, texture, shape) triple: 6 colours x 3 textures x 6 shapes, so every
-single cue value is shared by 18 categories and only the combination identifies a category. Each
+K = 108 categories, each a (colour, texture, shape) triple: 12 colours x 3 textures x 3 shapes, so every
+single cue value is shared by 9 or 36 categories and only the combination identifies a category. Each
 image shows 2-6 objects of distinct categories on low-contrast grey noise (labelled ignore); objects
 may overlap (later ones on top, labels follow the visible pixels) but every object keeps a visible
 area of at least ``MIN_VISIBLE_PX`` and half of its own area. Many categories, few per image: the
@@ -53,7 +53,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 4
 SPLITS: Dict[str, str] = {"train": "training", "val": "validation"}
 
 REFERENCE_SIZE = 128  # object sizes and areas below are for 128x128 images and scale with --size
@@ -92,16 +92,20 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndar
 
 def _texture_mask(texture: str, xs: np.ndarray, ys: np.ndarray, period: int, rng: np.random.Generator) -> np.ndarray:
     """True where the texture shows the object's colour, False where its dark tone."""
+    half = max(period // 2, 1)
+    ox, oy = rng.integers(0, period, size=2)
     if texture == "solid":
         return np.ones(np.broadcast(xs, ys).shape, dtype=bool)
-    if texture == "striped":
-        angle = rng.choice([0.0, 45.0, 90.0, 135.0]) * np.pi / 180
-        phase = (xs * np.cos(angle) + ys * np.sin(angle) + rng.uniform(0, period)) % period
-        return phase < period / 2
+    if texture == "hstriped":
+        return np.broadcast_to((ys + oy) % period < half, np.broadcast(xs, ys).shape)
+    if texture == "vstriped":
+        return np.broadcast_to((xs + ox) % period < half, np.broadcast(xs, ys).shape)
+    if texture == "dstriped":
+        return (xs + ys + ox) % period < half
     if texture == "checkered":
-        ox, oy = rng.integers(0, period, size=2)
-        half = max(period // 2, 1)
         return ((xs + ox) // half + (ys + oy) // half) % 2 == 0
+    if texture == "dotted":
+        return ~((((xs + ox) % period) < half) & (((ys + oy) % period) < half))
     raise ValueError(f"Unknown texture {texture!r}; known: {TEXTURES}.")
 
 

@@ -1,20 +1,39 @@
-"""Training and evaluation engine: trainer, optimizer/schedules, checkpoints, launch, predictor."""
+"""Training and evaluation engine: trainer and hooks, optimizer and LR schedules, checkpoints, launch,
+command line, predictor."""
 
 from .checkpoint import Checkpointer, CheckpointError, IncompatibleKeys
-from .defaults import default_argument_parser, default_setup
-from .hooks import HookBase
+from .defaults import default_argument_parser, default_setup, seed_all_rng, verify_results
+from .hooks import EvalHook, HookBase, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .launch import launch
-from .optim import build_lr_scheduler, build_optimizer, clip_gradients, get_param_groups
+from .optim import (
+    LRMultiplier,
+    WarmupParamScheduler,
+    WarmupPolyParamScheduler,
+    build_gradient_clipper,
+    build_lr_scheduler,
+    build_optimizer,
+    clip_gradients,
+    get_param_groups,
+)
 from .predictor import Predictor
 from .trainer import Trainer
 
 __all__ = [
     "Checkpointer",
     "CheckpointError",
+    "EvalHook",
     "HookBase",
     "IncompatibleKeys",
+    "IterationTimer",
+    "LRMultiplier",
+    "LRScheduler",
+    "PeriodicCheckpointer",
+    "PeriodicWriter",
     "Predictor",
     "Trainer",
+    "WarmupParamScheduler",
+    "WarmupPolyParamScheduler",
+    "build_gradient_clipper",
     "build_lr_scheduler",
     "build_optimizer",
     "clip_gradients",
@@ -22,4 +41,6 @@ __all__ = [
     "default_setup",
     "get_param_groups",
     "launch",
+    "seed_all_rng",
+    "verify_results",
 ]

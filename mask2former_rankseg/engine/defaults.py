@@ -1,14 +1,16 @@
-"""Command line and run set-up shared by ``train_net.py`` and tools."""
+"""Command line, run set-up, seeding and RNG state helpers shared by ``train_net.py`` and tools."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import platform
 import random
 import sys
 from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import torch
@@ -16,55 +18,164 @@ import torch
 from ..utils import comm
 from ..utils.logger import setup_logger
 
+__all__ = [
+    "capture_rng_state",
+    "default_argument_parser",
+    "default_setup",
+    "restore_rng_state",
+    "seed_all_rng",
+    "verify_results",
+]
 
-def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
-    """detectron2's training CLI: ``--config-file``, ``--eval-only``, ``--resume``, ``--num-gpus``,
-    ``--num-machines``, ``--machine-rank``, ``--dist-url`` and trailing ``KEY VALUE`` overrides."""
-    parser = argparse.ArgumentParser(
-        epilog=epilog or "Example: train_net.py --config-file configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml "
-        "SOLVER.MAX_ITER 100", formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+logger = logging.getLogger(__name__)
+
+_EPILOG = """Examples:
+
+Train on the embedded synthetic dataset (CPU, minutes):
+  $ python train_net.py --config-file configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml
+
+Continue an interrupted run from OUTPUT_DIR/last_checkpoint:
+  $ python train_net.py --config-file CONFIG --resume
+
+Evaluate weights:
+  $ python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS /path/to/model_final.pth
+
+Several GPUs (or, without CUDA, CPU worker processes), or two machines:
+  $ python train_net.py --config-file CONFIG --num-gpus 8
+  (machine 0) $ python train_net.py --config-file CONFIG --num-gpus 8 --num-machines 2 --machine-rank 0 \\
+                  --dist-url tcp://IP_OF_MACHINE0:PORT
+  (machine 1) $ python train_net.py --config-file CONFIG --num-gpus 8 --num-machines 2 --machine-rank 1 \\
+                  --dist-url tcp://IP_OF_MACHINE0:PORT
+"""
+
+
+def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """detectron2's training command line: ``--config-file``, ``--eval-only``, ``--resume``,
+    ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url`` and trailing ``KEY VALUE``
+    config overrides (``opts``)."""
+    parser = argparse.ArgumentParser(epilog=epilog or _EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="", metavar="FILE", help="path to the config file")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last_checkpoint if it exists (else start from MODEL.WEIGHTS)")
-    parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
-    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine (GPUs, or CPU workers)")
-    parser.add_argument("--num-machines", type=int, default=1)
-    parser.add_argument("--machine-rank", type=int, default=0, help="rank of this machine")
-    parser.add_argument("--dist-url", default="auto", help="init URL of the process group ('auto': a free local port)")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
-                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.001")
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate the model (MODEL.WEIGHTS)")
+    parser.add_argument("--num-gpus", type=int, default=1,
+                        help="processes per machine: one per GPU, or CPU worker processes without CUDA")
+    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    parser.add_argument("--machine-rank", type=int, default=0, help="rank of this machine (unique per machine)")
+    parser.add_argument("--dist-url", default="auto",
+                        help="initialisation URL of the process group, e.g. tcp://127.0.0.1:50152; 'auto' picks a "
+                             "free port on this machine (one machine only)")
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                        help="config overrides as KEY VALUE pairs at the end, e.g. SOLVER.BASE_LR 0.001 OUTPUT_DIR out")
     return parser
 
 
-def default_setup(cfg, args) -> None:
-    """Create OUTPUT_DIR, set up logging, log the environment and config, save the merged config,
-    seed the RNGs (SEED, or a random seed when < 0) and set cuDNN benchmarking."""
+def default_setup(cfg, args: Any) -> None:
+    """Run set-up: create ``OUTPUT_DIR``, set up logging (console on rank 0, ``OUTPUT_DIR/log.txt``), log
+    the environment, arguments and config, save the merged config to ``OUTPUT_DIR/config.yaml``
+    (atomically), seed the RNGs (``SEED + rank``, or a random seed when ``SEED < 0``) and set
+    ``torch.backends.cudnn.benchmark`` from ``CUDNN_BENCHMARK`` (not in eval-only runs)."""
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
     if comm.is_main_process() and output_dir:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
-    logger = setup_logger(output_dir, distributed_rank=rank)
-    logger.info("Rank %d of %d; Python %s; torch %s; CUDA available: %s; platform %s", rank, comm.get_world_size(),
-                sys.version.split()[0], torch.__version__, torch.cuda.is_available(), platform.platform())
+    setup_logger(output_dir or None, distributed_rank=rank)
+    logger.info("Rank %d of %d. Python %s, torch %s, numpy %s, CUDA available: %s%s, platform %s", rank,
+                comm.get_world_size(), sys.version.split()[0], torch.__version__, np.__version__,
+                torch.cuda.is_available(),
+                f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "", platform.platform())
+    if comm.get_world_size() > 1:
+        import torch.distributed as dist
+
+        backend = dist.get_backend()
+        logger.info("torch.distributed backend %s: %d processes%s", backend, comm.get_world_size(),
+                    "" if torch.cuda.is_available() else " (CPU workers; --num-gpus counts worker processes)")
     logger.info("Command line arguments: %s", args)
-    if getattr(args, "config_file", ""):
-        logger.info("Config file %s", args.config_file)
+    config_file = getattr(args, "config_file", "")
+    if config_file:
+        logger.info("Config file %s", config_file)
+    from ..config import dump_config
+
+    text = dump_config(cfg)
+    logger.info("Running with full config:\n%s", text)
     if comm.is_main_process() and output_dir:
-        from ..evaluation.evaluator import write_text_atomic
+        from .checkpoint import atomic_write
 
         path = Path(output_dir) / "config.yaml"
-        write_text_atomic(path, cfg.dump())
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
         logger.info("Full config saved to %s", path)
-    seed = cfg.SEED if cfg.SEED >= 0 else int.from_bytes(os.urandom(2), "little") + os.getpid()
-    seed_all(seed + rank)
-    if torch.backends.cudnn.is_available():
+    seed = cfg.SEED if cfg.SEED >= 0 else None
+    seed_all_rng(None if seed is None else seed + rank)
+    if not getattr(args, "eval_only", False):
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
 
 
-def seed_all(seed: int) -> None:
-    """Seed Python, numpy and torch."""
+def seed_all_rng(seed: Optional[int] = None) -> int:
+    """Seed Python's ``random``, numpy's global RNG and torch (a fresh random seed when None); returns it."""
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little") % 2**31
+        logger.info("Using a random seed: %d", seed)
+    else:
+        logger.info("Using seed %d", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    logging.getLogger(__name__).info("Using seed %d", seed)
+    return seed
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """The global RNG states (Python, numpy, torch CPU and every CUDA device) as tensors, ints and tuples,
+    so that a checkpoint holding them still loads with ``torch.load(weights_only=True)``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: Dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (CUDA states only when the device count matches)."""
+    random.setstate(_as_tuple(state["python"]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            logger.warning("The checkpoint has CUDA RNG states for %d devices, this machine has %d; CUDA RNG "
+                           "states are not restored.", len(cuda), torch.cuda.device_count())
+
+
+def _as_tuple(value: Any) -> Any:
+    """Lists back to tuples (``random.setstate`` needs tuples)."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def verify_results(cfg, results: Mapping[str, Any]) -> bool:
+    """Check ``results`` against ``TEST.EXPECTED_RESULTS`` (``[[task, metric, expected, tolerance], ...]``).
+
+    Returns True when every entry is present, finite and within tolerance (or there are none); logs the
+    failures and returns False otherwise.
+    """
+    expected = cfg.TEST.EXPECTED_RESULTS
+    if not expected:
+        return True
+    failures = []
+    for entry in expected:
+        task, metric, value, tolerance = entry
+        actual = results.get(task, {}).get(metric) if isinstance(results.get(task), Mapping) else None
+        if actual is None or not math.isfinite(float(actual)):
+            failures.append(f"{task}/{metric}: missing or not finite ({actual})")
+        elif abs(float(actual) - float(value)) > float(tolerance):
+            failures.append(f"{task}/{metric}: {float(actual):.4f}, expected {value} +- {tolerance}")
+    if failures:
+        logger.error("Result verification (TEST.EXPECTED_RESULTS) failed:\n  %s", "\n  ".join(failures))
+        return False
+    logger.info("Results verification passed.")
+    return True

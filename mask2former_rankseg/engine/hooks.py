@@ -1,25 +1,41 @@
-"""Training-loop hooks: timing, LR logging, periodic checkpoints, evaluation and metric writers."""
+"""Training-loop hooks: timing, LR scheduling, periodic checkpoints, periodic evaluation, metric writers.
+
+A hook sees the trainer as ``self.trainer`` (set when registered) and is called around training:
+``before_train``, then ``before_step`` / ``after_step`` per iteration, then ``after_train`` (also when
+training stops with an exception). ``trainer.iter`` is the current iteration; after a loop that ran to
+the end it equals ``trainer.max_iter``.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..utils import comm
-from ..utils.events import EventWriter
+from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
+from .defaults import capture_rng_state, restore_rng_state
+
+__all__ = [
+    "EvalHook",
+    "HookBase",
+    "IterationTimer",
+    "LRScheduler",
+    "PeriodicCheckpointer",
+    "PeriodicWriter",
+    "default_writers",
+    "flatten_results",
+]
 
 logger = logging.getLogger(__name__)
 
 
 class HookBase:
-    """Called around training: ``before_train``, ``before_step``, ``after_step``, ``after_train``.
+    """Base class of training hooks; every method is optional."""
 
-    ``self.trainer`` is set when the hook is registered.
-    """
-
-    trainer = None
+    trainer: Any = None
 
     def before_train(self) -> None:
         pass
@@ -34,106 +50,136 @@ class HookBase:
         pass
 
 
+def _finished(trainer) -> bool:
+    return trainer.iter >= trainer.max_iter
+
+
 class IterationTimer(HookBase):
-    """Records the wall time of each iteration as ``time``."""
+    """Records each iteration's wall time as the scalar ``time`` and logs the total at the end."""
 
     def __init__(self):
-        self._start = 0.0
+        self._step_start = 0.0
         self._train_start = 0.0
 
     def before_train(self) -> None:
         self._train_start = time.perf_counter()
 
     def before_step(self) -> None:
-        self._start = time.perf_counter()
+        self._step_start = time.perf_counter()
 
     def after_step(self) -> None:
-        self.trainer.storage.put_scalar("time", time.perf_counter() - self._start, smoothing_hint=False)
+        self.trainer.storage.put_scalar("time", time.perf_counter() - self._step_start, smoothing_hint=False)
 
     def after_train(self) -> None:
         total = time.perf_counter() - self._train_start
-        iters = self.trainer.iter + 1 - self.trainer.start_iter
-        if iters > 0:
-            logger.info("Total training time: %.1f s for %d iterations (%.4f s / it)", total, iters, total / iters)
+        done = self.trainer.iter - self.trainer.start_iter
+        if done > 0:
+            logger.info("Total training time: %.1f s for %d iterations (%.4f s/it)", total, done, total / done)
 
 
 class LRScheduler(HookBase):
-    """Steps the LR scheduler after every iteration and records the first group's ``lr``."""
+    """Records the learning rate used by the step (the largest group lr, as detectron2) as ``lr`` and
+    steps the scheduler after every iteration."""
 
     def after_step(self) -> None:
-        self.trainer.storage.put_scalar("lr", self.trainer.optimizer.param_groups[0]["lr"], smoothing_hint=False)
+        lr = max(g["lr"] for g in self.trainer.optimizer.param_groups)
+        self.trainer.storage.put_scalar("lr", lr, smoothing_hint=False)
         self.trainer.scheduler.step()
 
 
 class PeriodicCheckpointer(HookBase):
-    """Saves ``model_{iter:07d}`` every ``period`` iterations and ``model_final`` at the end."""
+    """Saves ``model_{iter:07d}`` after every ``period``-th iteration (if ``period > 0``) and
+    ``model_final`` when training reaches ``max_iter``. Runs on every process (the RNG states of all
+    ranks are gathered); only the main process writes."""
 
-    def __init__(self, checkpointer, period: int, max_iter: int):
-        self.checkpointer = checkpointer
-        self.period = period
-        self.max_iter = max_iter
+    def __init__(self, period: int, max_iter: int):
+        self.period = int(period)
+        self.max_iter = int(max_iter)
 
     def after_step(self) -> None:
-        it = self.trainer.iter
-        if self.period > 0 and (it + 1) % self.period == 0 and it + 1 < self.max_iter:
-            self.trainer.save_checkpoint(f"model_{it:07d}")
+        next_iter = self.trainer.iter + 1
+        if self.period > 0 and next_iter % self.period == 0 and next_iter < self.max_iter:
+            self.trainer.save_checkpoint(f"model_{self.trainer.iter:07d}")
 
     def after_train(self) -> None:
-        if self.trainer.iter + 1 >= self.max_iter:
+        if _finished(self.trainer) and self.trainer.iter > self.trainer.start_iter:
             self.trainer.save_checkpoint("model_final")
 
 
-class EvalHook(HookBase):
-    """Runs ``eval_function`` every ``period`` iterations (if > 0) and after the last one; records the
-    numeric results as scalars ``task/metric``."""
+def flatten_results(results: Mapping, prefix: str = "") -> Dict[str, float]:
+    """``{"sem_seg": {"mIoU": 1.0}}`` -> ``{"sem_seg/mIoU": 1.0}`` (numbers only)."""
+    flat: Dict[str, float] = {}
+    for k, v in results.items():
+        name = f"{prefix}/{k}" if prefix else str(k)
+        if isinstance(v, Mapping):
+            flat.update(flatten_results(v, name))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat[name] = float(v)
+        elif hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+            flat[name] = float(v.item())
+    return flat
 
-    def __init__(self, period: int, eval_function: Callable[[], Dict], max_iter: int):
-        self.period = period
+
+class EvalHook(HookBase):
+    """Runs ``eval_function() -> {task: {metric: value}}`` every ``period`` iterations (if > 0) and when
+    training reaches ``max_iter``; stores the numbers as scalars ``task/metric`` (not smoothed).
+
+    The global RNG states are saved before and restored after the evaluation, so evaluating does not
+    change the training that follows (and a resumed run matches an uninterrupted one).
+    """
+
+    def __init__(self, period: int, eval_function: Callable[[], Optional[Dict]], max_iter: int):
+        self.period = int(period)
         self.eval_function = eval_function
-        self.max_iter = max_iter
+        self.max_iter = int(max_iter)
         self.latest_results: Optional[Dict] = None
 
     def _evaluate(self) -> None:
-        results = self.eval_function()
+        state = capture_rng_state()
+        try:
+            results = self.eval_function()
+        finally:
+            restore_rng_state(state)
         self.latest_results = results
         if comm.is_main_process() and results:
-            flat = {f"{task}/{k}": v for task, metrics in results.items() if isinstance(metrics, dict)
-                    for k, v in metrics.items() if isinstance(v, (int, float)) and "-" not in k}
-            self.trainer.storage.put_scalars(**flat, smoothing_hint=False)
+            flat = flatten_results(results)
+            if flat:
+                self.trainer.storage.put_scalars(smoothing_hint=False, **flat)
         comm.synchronize()
 
     def after_step(self) -> None:
         next_iter = self.trainer.iter + 1
-        if self.period > 0 and next_iter % self.period == 0 and next_iter != self.max_iter:
+        if self.period > 0 and next_iter % self.period == 0 and next_iter < self.max_iter:
             self._evaluate()
 
     def after_train(self) -> None:
-        if self.trainer.iter + 1 >= self.max_iter:
+        if _finished(self.trainer):
             self._evaluate()
 
 
 class PeriodicWriter(HookBase):
-    """Calls the writers every ``period`` iterations and at the end."""
+    """Calls the writers every ``period`` iterations, after the last iteration and at the end of training
+    (then closes them)."""
 
     def __init__(self, writers: List[EventWriter], period: int = 20):
-        self.writers = writers
-        self.period = period
+        self.writers = list(writers)
+        self.period = int(period)
 
     def after_step(self) -> None:
-        it = self.trainer.iter
-        if (it + 1) % self.period == 0 or it == self.trainer.max_iter - 1:
+        next_iter = self.trainer.iter + 1
+        if next_iter % self.period == 0 or next_iter == self.trainer.max_iter:
             for w in self.writers:
                 w.write()
 
     def after_train(self) -> None:
         for w in self.writers:
-            w.write()
-            w.close()
+            try:
+                w.write()  # e.g. the final evaluation's scalars
+            finally:
+                w.close()
 
 
 def default_writers(output_dir: str, max_iter: int) -> List[EventWriter]:
-    """Console printer, ``metrics.json`` and TensorBoard events in ``output_dir``."""
-    from ..utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
-
+    """Console printer, ``output_dir/metrics.json`` and TensorBoard event files in ``output_dir``."""
     return [CommonMetricPrinter(max_iter), JSONWriter(Path(output_dir) / "metrics.json"),
             TensorboardXWriter(output_dir)]

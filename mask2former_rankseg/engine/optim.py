@@ -1,10 +1,23 @@
-"""Optimizer with RankSeg/Mask2Former parameter groups, gradient clipping, and LR schedules."""
+"""Optimizer with upstream RankSeg's parameter groups, gradient clipping, and iteration LR schedules.
+
+Facts kept from upstream (RankSeg's ``train_net.py``, detectron2's ``solver`` and DeepLab project):
+
+* one parameter group per parameter; ``lr x SOLVER.BACKBONE_MULTIPLIER`` when the owning module's path
+  contains ``backbone``, ``x SOLVER.MLHEAD_MULTIPLIER`` when it contains ``ml_head``; weight decay
+  ``WEIGHT_DECAY_NORM`` for norm layers, ``WEIGHT_DECAY_EMBED`` for ``nn.Embedding`` and modules whose
+  path contains ``cls_emb``, 0 for Swin's ``relative_position_bias_table`` / ``absolute_pos_embed``.
+* ``full_model`` clipping clips the global gradient norm of all parameters; ``value`` / ``norm`` clip
+  each parameter on its own (detectron2).
+* ``WarmupPolyLR``: ``lr = base * warmup(it) * (1 - it / max_iter) ** power`` with a linear (or constant)
+  warmup factor and an optional constant ending; the other schedules use detectron2's warmup, which
+  ramps linearly to the schedule's value at the end of the warmup.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
-from typing import Any, Dict, Iterable, List, Optional
+from collections import Counter
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import torch
 from fvcore.common.param_scheduler import (
@@ -15,29 +28,50 @@ from fvcore.common.param_scheduler import (
     MultiStepParamScheduler,
     ParamScheduler,
     PolynomialDecayParamScheduler,
+    StepWithFixedGammaParamScheduler,
 )
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "NORM_MODULE_TYPES",
+    "LRMultiplier",
+    "WarmupParamScheduler",
+    "WarmupPolyParamScheduler",
+    "build_gradient_clipper",
+    "build_lr_scheduler",
+    "build_optimizer",
+    "clip_gradients",
+    "get_param_groups",
+]
+
 NORM_MODULE_TYPES = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm1d,
     nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.LocalResponseNorm,
 )
+"""Modules whose parameters get ``SOLVER.WEIGHT_DECAY_NORM`` (FrozenBatchNorm2d has no parameters)."""
+
 NO_DECAY_PARAM_NAMES = ("relative_position_bias_table", "absolute_pos_embed")
 
+SUPPORTED_SCHEDULERS = ("WarmupPolyLR", "WarmupMultiStepLR", "WarmupCosineLR", "WarmupStepWithFixedGammaLR")
 
+
+# --------------------------------------------------------------------------------------------------
+# parameter groups and optimizer
+# --------------------------------------------------------------------------------------------------
 def get_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float, weight_decay_norm: float,
                      weight_decay_embed: float, backbone_multiplier: float = 1.0,
                      mlhead_multiplier: float = 1.0) -> List[Dict[str, Any]]:
-    """Parameter groups as upstream RankSeg's ``build_optimizer``.
+    """One ``{"params": [p], "lr", "weight_decay", "name"}`` group per trainable parameter, in
+    ``named_modules`` order, shared parameters once (upstream RankSeg's ``build_optimizer``).
 
-    lr x ``backbone_multiplier`` under modules named ``*backbone*``, x ``mlhead_multiplier`` under ``*ml_head*``;
-    ``weight_decay_norm`` for norm layers, ``weight_decay_embed`` for embeddings and ``cls_emb``, 0 for
-    Swin's position tables. Parameters with equal hyper-parameters share one group; shared parameters
-    appear once.
+    The rules look at the path of the module that owns the parameter, exactly as upstream does. So the
+    multi-label head's ``ml_head.cls_emb`` (an ``nn.Parameter`` of module ``ml_head``) gets the ordinary
+    ``weight_decay`` -- what upstream's published RankSeg models were trained with -- while a *module*
+    named ``cls_emb`` (or any ``nn.Embedding``) gets ``weight_decay_embed``.
     """
-    groups: Dict[tuple, List[nn.Parameter]] = {}
+    groups: List[Dict[str, Any]] = []
     seen = set()
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
@@ -49,121 +83,218 @@ def get_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float, w
                 lr *= backbone_multiplier
             if "ml_head" in module_name:
                 lr *= mlhead_multiplier
-            if param_name in NO_DECAY_PARAM_NAMES:
+            if any(n in param_name for n in NO_DECAY_PARAM_NAMES):
                 wd = 0.0
             if isinstance(module, NORM_MODULE_TYPES):
                 wd = weight_decay_norm
-            if isinstance(module, nn.Embedding) or "cls_emb" in f"{module_name}.{param_name}":
+            if isinstance(module, nn.Embedding) or "cls_emb" in module_name:
                 wd = weight_decay_embed
-            groups.setdefault((lr, wd), []).append(param)
-    out = [{"params": params, "lr": lr, "weight_decay": wd} for (lr, wd), params in groups.items()]
-    for g in out:
-        logger.debug("param group: %d tensors, lr %.3g, weight decay %.3g", len(g["params"]), g["lr"],
-                     g["weight_decay"])
-    return out
+            name = f"{module_name}.{param_name}" if module_name else param_name
+            groups.append({"params": [param], "lr": lr, "weight_decay": wd, "name": name})
+    if logger.isEnabledFor(logging.DEBUG):
+        summary = Counter((g["lr"], g["weight_decay"]) for g in groups)
+        lines = [f"  lr {lr:.4g}, weight decay {wd:.4g}: {n} tensors" for (lr, wd), n in sorted(summary.items())]
+        logger.debug("Optimizer parameter groups (%d tensors):\n%s", len(groups), "\n".join(lines))
+    return groups
 
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """``SOLVER.OPTIMIZER`` ("ADAMW" or "SGD") over :func:`get_param_groups`."""
+    """``SOLVER.OPTIMIZER`` ("SGD" with ``MOMENTUM`` / ``NESTEROV``, or "ADAMW") over
+    :func:`get_param_groups`. Gradient clipping is not folded into the optimizer: the trainer calls
+    :func:`build_gradient_clipper`'s clipper after unscaling AMP gradients."""
     s = cfg.SOLVER
     groups = get_param_groups(
         model, base_lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY, weight_decay_norm=s.WEIGHT_DECAY_NORM,
         weight_decay_embed=s.WEIGHT_DECAY_EMBED, backbone_multiplier=s.BACKBONE_MULTIPLIER,
         mlhead_multiplier=s.MLHEAD_MULTIPLIER,
     )
-    name = s.OPTIMIZER.upper()
+    if not groups:
+        raise ValueError("The model has no trainable parameters (all have requires_grad=False); nothing to train.")
+    name = str(s.OPTIMIZER).upper()
     if name == "SGD":
-        return torch.optim.SGD(groups, s.BASE_LR, momentum=s.MOMENTUM, nesterov=s.NESTEROV)
+        return torch.optim.SGD(groups, s.BASE_LR, momentum=s.MOMENTUM, nesterov=bool(s.NESTEROV))
     if name == "ADAMW":
         return torch.optim.AdamW(groups, s.BASE_LR)
     raise ValueError(f"SOLVER.OPTIMIZER={s.OPTIMIZER!r} is not supported; use 'ADAMW' or 'SGD'.")
 
 
-def clip_gradients(cfg, parameters: Iterable[nn.Parameter]) -> Optional[float]:
-    """Apply ``SOLVER.CLIP_GRADIENTS`` (call after unscaling AMP gradients). Returns the total norm for
-    ``full_model`` clipping, else None."""
+# --------------------------------------------------------------------------------------------------
+# gradient clipping
+# --------------------------------------------------------------------------------------------------
+def build_gradient_clipper(cfg) -> Optional[Callable[[Iterable[torch.Tensor]], Optional[float]]]:
+    """The clipper of ``SOLVER.CLIP_GRADIENTS`` (None when disabled). Call it on the model's parameters
+    after the backward pass and after ``GradScaler.unscale_``; it returns the total gradient norm before
+    clipping for ``full_model`` and None otherwise.
+
+    * ``full_model``: ``clip_grad_norm_`` over all parameters together (skipped when ``CLIP_VALUE <= 0``,
+      as upstream does);
+    * ``norm``: ``clip_grad_norm_`` on each parameter separately; ``value``: ``clip_grad_value_``.
+    """
     c = cfg.SOLVER.CLIP_GRADIENTS
     if not c.ENABLED:
         return None
-    params = [p for p in parameters if p.grad is not None]
-    if c.CLIP_TYPE == "full_model":
-        return float(torch.nn.utils.clip_grad_norm_(params, c.CLIP_VALUE, norm_type=c.NORM_TYPE))
-    if c.CLIP_TYPE == "value":
-        torch.nn.utils.clip_grad_value_(params, c.CLIP_VALUE)
-        return None
-    if c.CLIP_TYPE == "norm":
-        for p in params:
-            torch.nn.utils.clip_grad_norm_([p], c.CLIP_VALUE, norm_type=c.NORM_TYPE)
-        return None
-    raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE={c.CLIP_TYPE!r}; use 'full_model', 'value' or 'norm'.")
+    clip_type, clip_value, norm_type = str(c.CLIP_TYPE), float(c.CLIP_VALUE), float(c.NORM_TYPE)
+    if clip_type == "full_model":
+        if clip_value <= 0:
+            return None
+
+        def clip_full_model(params: Iterable[torch.Tensor]) -> Optional[float]:
+            grads = [p for p in params if p.grad is not None]
+            if not grads:
+                return None
+            return float(torch.nn.utils.clip_grad_norm_(grads, clip_value, norm_type=norm_type))
+
+        return clip_full_model
+    if clip_type == "norm":
+
+        def clip_each_norm(params: Iterable[torch.Tensor]) -> None:
+            for p in params:
+                if p.grad is not None:
+                    torch.nn.utils.clip_grad_norm_(p, clip_value, norm_type=norm_type)
+
+        return clip_each_norm
+    if clip_type == "value":
+
+        def clip_each_value(params: Iterable[torch.Tensor]) -> None:
+            grads = [p for p in params if p.grad is not None]
+            if grads:
+                torch.nn.utils.clip_grad_value_(grads, clip_value)
+
+        return clip_each_value
+    raise ValueError(
+        f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE={clip_type!r} is not supported; use 'full_model', 'norm' or 'value'."
+    )
 
 
+def clip_gradients(cfg, parameters: Iterable[torch.Tensor]) -> Optional[float]:
+    """Apply ``SOLVER.CLIP_GRADIENTS`` once (see :func:`build_gradient_clipper`)."""
+    clipper = build_gradient_clipper(cfg)
+    return clipper(parameters) if clipper is not None else None
+
+
+# --------------------------------------------------------------------------------------------------
+# LR schedules
+# --------------------------------------------------------------------------------------------------
 class WarmupParamScheduler(CompositeParamScheduler):
-    """``scheduler`` preceded by a warmup from ``warmup_factor`` x its start value over ``warmup_length``
-    (a fraction of training)."""
+    """detectron2's warmup: ``scheduler`` preceded by a ramp from ``warmup_factor x scheduler(0)`` to
+    ``scheduler(warmup_length)`` (linear) or a constant ``warmup_factor x scheduler(0)``, over the first
+    ``warmup_length`` (fraction of training). With ``rescale_interval`` the schedule after warmup is
+    stretched over the remaining training instead of continuing where it is."""
 
     def __init__(self, scheduler: ParamScheduler, warmup_factor: float, warmup_length: float,
-                 warmup_method: str = "linear"):
-        end_value = scheduler(warmup_length)
+                 warmup_method: str = "linear", rescale_interval: bool = False):
+        end_value = scheduler(0.0) if rescale_interval else scheduler(warmup_length)
         start_value = warmup_factor * scheduler(0.0)
         if warmup_method == "constant":
-            warmup = ConstantParamScheduler(start_value)
+            warmup: ParamScheduler = ConstantParamScheduler(start_value)
         elif warmup_method == "linear":
             warmup = LinearParamScheduler(start_value, end_value)
         else:
-            raise ValueError(f"SOLVER.WARMUP_METHOD={warmup_method!r}; use 'linear' or 'constant'.")
-        super().__init__([warmup, scheduler], interval_scaling=["rescaled", "fixed"],
-                         lengths=[warmup_length, 1 - warmup_length])
+            raise ValueError(f"SOLVER.WARMUP_METHOD={warmup_method!r} is not supported; use 'linear' or 'constant'.")
+        super().__init__(
+            [warmup, scheduler],
+            interval_scaling=["rescaled", "rescaled" if rescale_interval else "fixed"],
+            lengths=[warmup_length, 1.0 - warmup_length],
+        )
+
+
+class WarmupPolyParamScheduler(ParamScheduler):
+    """Multiplier of detectron2's DeepLab ``WarmupPolyLR`` at ``where = it / max_iter``:
+    ``warmup(it) * (1 - where) ** power``, where ``warmup`` goes linearly from ``warmup_factor`` at 0 to 1
+    at ``warmup_length`` ("linear") or stays ``warmup_factor`` ("constant"), then is 1. After warmup the
+    value never drops below ``constant_ending`` (when > 0)."""
+
+    def __init__(self, power: float, constant_ending: float = 0.0, warmup_factor: float = 1.0,
+                 warmup_length: float = 0.0, warmup_method: str = "linear"):
+        if warmup_method not in ("linear", "constant"):
+            raise ValueError(f"SOLVER.WARMUP_METHOD={warmup_method!r} is not supported; use 'linear' or 'constant'.")
+        self._poly = PolynomialDecayParamScheduler(1.0, power)
+        self._constant_ending = float(constant_ending)
+        self._warmup_factor = float(warmup_factor)
+        self._warmup_length = float(warmup_length)
+        self._warmup_method = warmup_method
+
+    def _warmup(self, where: float) -> float:
+        if where >= self._warmup_length:
+            return 1.0
+        if self._warmup_method == "constant":
+            return self._warmup_factor
+        alpha = where / self._warmup_length
+        return self._warmup_factor * (1.0 - alpha) + alpha
+
+    def __call__(self, where: float) -> float:
+        factor = self._warmup(where)
+        value = self._poly(min(max(where, 0.0), 1.0))
+        if self._constant_ending > 0 and factor == 1.0 and value < self._constant_ending:
+            return self._constant_ending
+        return factor * value
 
 
 class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
-    """Sets each group's lr to its initial lr x ``multiplier(iter / max_iter)`` on every ``step()``."""
+    """Per-iteration LR: each group's initial lr x ``multiplier(last_epoch / max_iter)`` (detectron2).
+
+    ``last_epoch`` counts iterations. The state is ``{"base_lrs", "last_epoch"}`` (fvcore schedulers are
+    stateless), so it round-trips through ``state_dict`` / ``load_state_dict``.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, multiplier: ParamScheduler, max_iter: int,
                  last_iter: int = -1):
+        if not isinstance(multiplier, ParamScheduler):
+            raise TypeError(f"LRMultiplier needs an fvcore ParamScheduler, got {type(multiplier).__name__}.")
+        if max_iter <= 0:
+            raise ValueError(f"SOLVER.MAX_ITER must be positive, got {max_iter}.")
         self._multiplier = multiplier
-        self._max_iter = max_iter
+        self._max_iter = int(max_iter)
         super().__init__(optimizer, last_epoch=last_iter)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"base_lrs": self.base_lrs, "last_epoch": self.last_epoch}
+        return {"base_lrs": list(self.base_lrs), "last_epoch": self.last_epoch}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self.base_lrs = list(state_dict["base_lrs"])
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def multiplier_at(self, iteration: int) -> float:
+        where = min(max(iteration / self._max_iter, 0.0), 1.0)
+        return float(self._multiplier(where))
 
     def get_lr(self) -> List[float]:
-        factor = self._multiplier(min(self.last_epoch / self._max_iter, 1.0 - 1e-12))
+        factor = self.multiplier_at(self.last_epoch)
         return [base * factor for base in self.base_lrs]
 
 
-def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> LRMultiplier:
-    """``SOLVER.LR_SCHEDULER_NAME``: WarmupPolyLR, WarmupMultiStepLR or WarmupCosineLR, per iteration."""
+def build_lr_multiplier(cfg) -> ParamScheduler:
+    """The fvcore multiplier of ``SOLVER.LR_SCHEDULER_NAME`` including its warmup."""
     s = cfg.SOLVER
     name = s.LR_SCHEDULER_NAME
+    max_iter = int(s.MAX_ITER)
+    warmup_length = min(max(s.WARMUP_ITERS / max_iter, 0.0), 1.0)
     if name == "WarmupPolyLR":
-        # lr = base * (1 - it / max_iter) ** power (+ constant ending), as detectron2's DeepLab project
-        sched = _PolyWithConstantEnding(s.POLY_LR_POWER, s.POLY_LR_CONSTANT_ENDING)
-    elif name == "WarmupMultiStepLR":
-        steps = [x for x in s.STEPS if x <= s.MAX_ITER]
-        sched = MultiStepParamScheduler(values=[s.GAMMA**k for k in range(len(steps) + 1)],
-                                        milestones=steps, num_updates=s.MAX_ITER)
+        return WarmupPolyParamScheduler(s.POLY_LR_POWER, s.POLY_LR_CONSTANT_ENDING, s.WARMUP_FACTOR, warmup_length,
+                                        s.WARMUP_METHOD)
+    if name == "WarmupMultiStepLR":
+        steps = [x for x in s.STEPS if x <= max_iter]
+        if len(steps) != len(s.STEPS):
+            logger.warning("SOLVER.STEPS %s has values larger than SOLVER.MAX_ITER=%d; they are ignored.",
+                           tuple(s.STEPS), max_iter)
+        sched: ParamScheduler = MultiStepParamScheduler(
+            values=[s.GAMMA**k for k in range(len(steps) + 1)], milestones=steps, num_updates=max_iter)
     elif name == "WarmupCosineLR":
-        end = s.BASE_LR_END / s.BASE_LR if s.BASE_LR else 0.0
-        sched = CosineParamScheduler(1, end)
+        if s.BASE_LR <= 0:
+            raise ValueError(f"WarmupCosineLR needs SOLVER.BASE_LR > 0, got {s.BASE_LR}.")
+        sched = CosineParamScheduler(1.0, s.BASE_LR_END / s.BASE_LR)
+    elif name == "WarmupStepWithFixedGammaLR":
+        sched = StepWithFixedGammaParamScheduler(base_value=1.0, gamma=s.GAMMA, num_decays=s.NUM_DECAYS,
+                                                 num_updates=max_iter)
     else:
-        raise ValueError(
-            f"SOLVER.LR_SCHEDULER_NAME={name!r}; use WarmupPolyLR, WarmupMultiStepLR or WarmupCosineLR."
-        )
-    warmup_length = min(s.WARMUP_ITERS / s.MAX_ITER, 1.0)
-    if warmup_length > 0:
-        sched = WarmupParamScheduler(sched, s.WARMUP_FACTOR, warmup_length, s.WARMUP_METHOD)
-    return LRMultiplier(optimizer, multiplier=sched, max_iter=s.MAX_ITER)
+        raise ValueError(f"SOLVER.LR_SCHEDULER_NAME={name!r} is not supported; use one of {SUPPORTED_SCHEDULERS}.")
+    if warmup_length <= 0:
+        return sched
+    return WarmupParamScheduler(sched, s.WARMUP_FACTOR, warmup_length, s.WARMUP_METHOD, bool(s.RESCALE_INTERVAL))
 
 
-class _PolyWithConstantEnding(ParamScheduler):
-    def __init__(self, power: float, constant_ending: float):
-        self._poly = PolynomialDecayParamScheduler(1.0, power)
-        self._constant_ending = constant_ending
-
-    def __call__(self, where: float) -> float:
-        value = self._poly(where)
-        if self._constant_ending > 0 and value < self._constant_ending:
-            return self._constant_ending
-        return value if math.isfinite(value) else 0.0
+def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> LRMultiplier:
+    """``SOLVER.LR_SCHEDULER_NAME`` (WarmupPolyLR, WarmupMultiStepLR, WarmupCosineLR,
+    WarmupStepWithFixedGammaLR) as an :class:`LRMultiplier` stepped once per iteration."""
+    return LRMultiplier(optimizer, build_lr_multiplier(cfg), max_iter=cfg.SOLVER.MAX_ITER)

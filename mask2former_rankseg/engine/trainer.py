@@ -1,50 +1,72 @@
-"""``Trainer``: iteration-based training of a model built from a config, with evaluation and resume."""
+"""``Trainer``: iteration-based training of the model of a config, with periodic checkpoints, evaluation,
+metric writers and exact resume."""
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ..utils import comm
-from ..utils.events import EventStorage
+from ..utils.events import EventStorage, EventWriter
 from . import hooks as hooks_module
 from .checkpoint import Checkpointer
-from .optim import build_lr_scheduler, build_optimizer, clip_gradients
+from .defaults import capture_rng_state, restore_rng_state
+from .optim import build_gradient_clipper, build_lr_scheduler, build_optimizer
+
+__all__ = ["Trainer"]
 
 logger = logging.getLogger(__name__)
 
+SUPPORTED_EVALUATOR_TYPES = ("sem_seg",)
+SUPPORTED_DATASET_MAPPERS = ("mask_former_semantic",)
+
 
 class Trainer:
-    """Trains ``cfg``'s model on ``cfg.DATASETS.TRAIN`` for ``SOLVER.MAX_ITER`` iterations.
+    """Trains ``cfg``'s model on ``DATASETS.TRAIN`` for ``SOLVER.MAX_ITER`` iterations (detectron2's
+    ``DefaultTrainer`` contract: ``Trainer(cfg)``, ``.resume_or_load(resume)``, ``.train()``, classmethod
+    ``.test(cfg, model)``).
 
-    The ``build_*`` classmethods are the extension points (detectron2 style). Each iteration: next batch,
-    losses, NaN/inf check, backward (AMP on CUDA when ``SOLVER.AMP.ENABLED``), gradient clipping,
-    optimizer and scheduler step, hooks (checkpoints, evaluation, writers).
+    Each iteration: next batch; loss dict from the model in train mode (under ``torch.autocast`` +
+    ``GradScaler`` on CUDA with ``SOLVER.AMP.ENABLED``); a NaN/inf loss on any process stops training with
+    ``FloatingPointError``; backward; ``SOLVER.CLIP_GRADIENTS`` on the unscaled gradients; optimizer step;
+    then the hooks (LR schedule, checkpoints, evaluation, writers).
+
+    The ``build_*`` classmethods are the extension points (override them in a subclass). With several
+    processes the model is wrapped in ``DistributedDataParallel``.
+
+    Exact resume: a checkpoint holds the model, optimizer, LR scheduler, GradScaler, the iteration, the
+    RNG states of every process and the data seed. The training data stream is restarted at every
+    multiple of ``SOLVER.CHECKPOINT_PERIOD`` with a seed derived from (data seed, iteration), so resuming
+    from a periodic checkpoint rebuilds exactly the batches an uninterrupted run sees, without replaying
+    the images already trained on (a checkpoint off that grid replays at most one period of batches).
     """
 
     def __init__(self, cfg):
+        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         self.cfg = cfg
         model = self.build_model(cfg)
         self.optimizer = self.build_optimizer(cfg, model)
         self.scheduler = self.build_lr_scheduler(cfg, self.optimizer)
-        self.device = next(model.parameters()).device
+        self.grad_clipper = build_gradient_clipper(cfg)
+        self.device = _model_device(model)
         if comm.get_world_size() > 1:
             model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[comm.get_local_rank()] if self.device.type == "cuda" else None,
-                find_unused_parameters=False,
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False, find_unused_parameters=False,
             )
         self.model = model
         self.amp = bool(cfg.SOLVER.AMP.ENABLED) and self.device.type == "cuda"
         if cfg.SOLVER.AMP.ENABLED and not self.amp:
-            logger.info("SOLVER.AMP.ENABLED is set but training runs on %s: AMP is disabled.", self.device)
+            logger.info("SOLVER.AMP.ENABLED is set but the model runs on %s: training in float32 (AMP is for "
+                        "CUDA only).", self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.checkpointer = Checkpointer(
             model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),
@@ -52,24 +74,37 @@ class Trainer:
         )
         self.start_iter = 0
         self.iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self._rng_state: Optional[Dict] = None
+        self.max_iter = int(cfg.SOLVER.MAX_ITER)
+        self.storage: Optional[EventStorage] = None
+        self.data_seed = int(cfg.SEED) if cfg.SEED >= 0 else int(comm.shared_random_seed())
+        self._stream_period = max(int(cfg.SOLVER.CHECKPOINT_PERIOD), 0)
+        self._data_iter: Optional[Iterator] = None
+        self._data_start = -1
+        self._pending_rng: Optional[Mapping[str, Any]] = None
         self._hooks: List[hooks_module.HookBase] = []
         self.register_hooks(self.build_hooks())
 
-    # builders ------------------------------------------------------------------------------------
+    # builders (extension points) -----------------------------------------------------------------
     @classmethod
     def build_model(cls, cfg) -> nn.Module:
+        """``build_model(cfg)`` on ``MODEL.DEVICE`` (the CPU, with a warning, when CUDA is missing; the
+        process's own GPU in multi-GPU runs)."""
         from ..modeling import build_model
 
         model = build_model(cfg)
-        device = cfg.MODEL.DEVICE
+        device = str(cfg.MODEL.DEVICE)
         if device.startswith("cuda") and not torch.cuda.is_available():
             logger.warning("MODEL.DEVICE=%s but CUDA is not available: using the CPU.", device)
             device = "cpu"
-        if device.startswith("cuda") and comm.get_world_size() > 1:
+        elif device.startswith("cuda") and comm.get_world_size() > 1:
             device = f"cuda:{comm.get_local_rank()}"
-        return model.to(device)
+        model = model.to(device)
+        n_params = sum(p.numel() for p in model.parameters())
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.info("Model %s on %s: %.2fM parameters (%.2fM trainable)", type(model).__name__, device,
+                    n_params / 1e6, n_train / 1e6)
+        logger.debug("Model:\n%s", model)
+        return model
 
     @classmethod
     def build_optimizer(cls, cfg, model: nn.Module) -> torch.optim.Optimizer:
@@ -81,14 +116,15 @@ class Trainer:
 
     @classmethod
     def build_train_loader(cls, cfg):
+        """Infinite iterable of batches (lists of mapped dicts) over ``DATASETS.TRAIN``, seeded by
+        ``cfg.SEED`` (the trainer passes a config whose ``SEED`` is the data stream's seed)."""
         from ..data import MaskFormerSemanticDatasetMapper, build_detection_train_loader
 
         name = cfg.INPUT.DATASET_MAPPER_NAME
-        if name != "mask_former_semantic":
-            raise ValueError(
-                f"INPUT.DATASET_MAPPER_NAME={name!r} is not supported yet; supported: 'mask_former_semantic'."
-            )
-        return build_detection_train_loader(cfg, MaskFormerSemanticDatasetMapper.from_config(cfg, True))
+        if name == "mask_former_semantic":
+            return build_detection_train_loader(cfg, MaskFormerSemanticDatasetMapper.from_config(cfg, True))
+        raise ValueError(f"INPUT.DATASET_MAPPER_NAME={name!r} is not supported; supported: "
+                         f"{', '.join(SUPPORTED_DATASET_MAPPERS)}.")
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):
@@ -98,162 +134,284 @@ class Trainer:
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
+        """``SemSegEvaluator`` for datasets whose metadata ``evaluator_type`` is "sem_seg", plus
+        ``RankSegEvaluator`` (image-level recall / precision / mAP) with ``MODEL.RANKSEG.FLAG`` and not
+        ``USE_GT``."""
         from ..data import MetadataCatalog
         from ..evaluation import DatasetEvaluators, RankSegEvaluator, SemSegEvaluator
 
+        if output_folder is None:
+            output_folder = str(Path(cfg.OUTPUT_DIR) / "inference" / dataset_name) if cfg.OUTPUT_DIR else None
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
-        if evaluator_type != "sem_seg":
+        if evaluator_type not in SUPPORTED_EVALUATOR_TYPES:
             raise ValueError(
-                f"Dataset {dataset_name!r} has evaluator_type {evaluator_type!r}; supported: 'sem_seg'."
+                f"No evaluator for dataset {dataset_name!r} with evaluator_type={evaluator_type!r}; supported "
+                f"evaluator types: {', '.join(SUPPORTED_EVALUATOR_TYPES)}. Set the dataset's metadata "
+                "(MetadataCatalog.get(name).set(evaluator_type=...)) or override Trainer.build_evaluator."
             )
         evaluators = [SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)]
         if cfg.MODEL.RANKSEG.FLAG and not cfg.MODEL.RANKSEG.USE_GT:
             evaluators.append(RankSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
         return DatasetEvaluators(evaluators)
 
+    def build_writers(self) -> List[EventWriter]:
+        """Console line, ``OUTPUT_DIR/metrics.json`` and TensorBoard events in ``OUTPUT_DIR``."""
+        return hooks_module.default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
+
     def build_hooks(self) -> List[hooks_module.HookBase]:
         cfg = self.cfg
-        out = [
+        out: List[hooks_module.HookBase] = [
             hooks_module.IterationTimer(),
             hooks_module.LRScheduler(),
-            hooks_module.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter),
+            hooks_module.PeriodicCheckpointer(cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter),
             hooks_module.EvalHook(cfg.TEST.EVAL_PERIOD, lambda: self.test(self.cfg, self.model), self.max_iter),
         ]
-        if comm.is_main_process():
-            out.append(hooks_module.PeriodicWriter(hooks_module.default_writers(cfg.OUTPUT_DIR, self.max_iter)))
+        if comm.is_main_process() and cfg.OUTPUT_DIR:
+            out.append(hooks_module.PeriodicWriter(self.build_writers(), period=20))
         return out
 
-    def register_hooks(self, new_hooks: Sequence[hooks_module.HookBase]) -> None:
+    def register_hooks(self, new_hooks: Sequence[Optional[hooks_module.HookBase]]) -> None:
+        """Append hooks (None entries are skipped); they run in registration order."""
         for h in new_hooks:
+            if h is None:
+                continue
             h.trainer = self
             self._hooks.append(h)
 
+    @classmethod
+    def auto_scale_workers(cls, cfg, num_workers: int):
+        """detectron2's linear scaling for ``SOLVER.REFERENCE_WORLD_SIZE`` > 0: when training on
+        ``num_workers`` processes instead, scale the batch size and LR by ``num_workers / reference`` and
+        the iteration counts (MAX_ITER, WARMUP_ITERS, STEPS, EVAL_PERIOD, CHECKPOINT_PERIOD) inversely."""
+        reference = int(cfg.SOLVER.REFERENCE_WORLD_SIZE)
+        if reference == 0 or reference == num_workers:
+            return cfg
+        if cfg.SOLVER.IMS_PER_BATCH % reference != 0:
+            raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by "
+                             f"SOLVER.REFERENCE_WORLD_SIZE={reference}.")
+        scale = num_workers / reference
+        frozen = cfg.is_frozen()
+        cfg = cfg.clone()
+        cfg.defrost()
+        s = cfg.SOLVER
+        s.IMS_PER_BATCH = int(round(s.IMS_PER_BATCH * scale))
+        s.BASE_LR = s.BASE_LR * scale
+        s.MAX_ITER = int(round(s.MAX_ITER / scale))
+        s.WARMUP_ITERS = int(round(s.WARMUP_ITERS / scale))
+        s.STEPS = tuple(int(round(x / scale)) for x in s.STEPS)
+        cfg.TEST.EVAL_PERIOD = int(round(cfg.TEST.EVAL_PERIOD / scale))
+        s.CHECKPOINT_PERIOD = int(round(s.CHECKPOINT_PERIOD / scale))
+        s.REFERENCE_WORLD_SIZE = num_workers
+        logger.info("Auto-scaling the config to %d processes (reference %d): IMS_PER_BATCH=%d, BASE_LR=%g, "
+                    "MAX_ITER=%d, WARMUP_ITERS=%d, STEPS=%s.", num_workers, reference, s.IMS_PER_BATCH, s.BASE_LR,
+                    s.MAX_ITER, s.WARMUP_ITERS, s.STEPS)
+        if frozen:
+            cfg.freeze()
+        return cfg
+
     # checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self, name: str) -> None:
-        self.checkpointer.save(name, iteration=self.iter, rng=_capture_rng())
+        """Save ``OUTPUT_DIR/<name>.pth`` with everything an exact resume needs; ``iteration`` is the last
+        completed iteration. Every process must call it (the RNG states of all ranks are gathered); the
+        main process writes."""
+        rng = comm.gather(capture_rng_state(), dst=0)
+        last_done = min(self.iter, self.max_iter - 1)  # after the loop self.iter == max_iter
+        self.checkpointer.save(name, iteration=last_done, rng=rng, data_seed=self.data_seed)
 
     def resume_or_load(self, resume: bool = True) -> None:
-        """With ``resume`` and a ``last_checkpoint`` in OUTPUT_DIR: continue exactly from it. Otherwise load
-        ``MODEL.WEIGHTS`` (weights only) and start at iteration 0."""
+        """With ``resume`` and ``OUTPUT_DIR/last_checkpoint``: continue exactly where that checkpoint
+        stopped. Otherwise load the weights of ``MODEL.WEIGHTS`` (if set) and start at iteration 0."""
+        resuming = resume and self.checkpointer.has_checkpoint()
         data = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
-        if resume and "iteration" in data:
-            self.start_iter = int(data["iteration"]) + 1
-            self._rng_state = data.get("rng")
-            logger.info("Resuming from iteration %d", self.start_iter)
+        if not resuming:
+            return
+        self.start_iter = int(data.get("iteration", -1)) + 1
+        if "data_seed" in data:
+            self.data_seed = int(data["data_seed"])
+        states = data.get("rng")
+        if isinstance(states, (list, tuple)) and states:
+            rank, world = comm.get_rank(), comm.get_world_size()
+            if len(states) != world:
+                logger.warning("The checkpoint was written by %d processes, this run has %d: every process takes "
+                               "the RNG state of rank 0, so the resumed run is not an exact continuation.",
+                               len(states), world)
+            self._pending_rng = states[rank] if len(states) == world else states[0]
+        elif isinstance(states, Mapping):
+            self._pending_rng = states
+        logger.info("Resuming from iteration %d", self.start_iter)
 
     # training ------------------------------------------------------------------------------------
     def train(self) -> Optional[Dict]:
-        """Run the loop from ``start_iter`` to ``max_iter``; returns the final evaluation results."""
-        logger.info("Starting training from iteration %d", self.start_iter)
-        data_iter = self._data_iterator()
+        """Run iterations ``start_iter .. MAX_ITER - 1``; returns the last evaluation's results (or None)."""
+        logger.info("Starting training from iteration %d to %d", self.start_iter, self.max_iter)
         self.iter = self.start_iter
+        self.model.train()
         with EventStorage(self.start_iter) as self.storage:
-            for h in self._hooks:
-                h.before_train()
             try:
+                for h in self._hooks:
+                    h.before_train()
                 for iteration in range(self.start_iter, self.max_iter):
                     self.iter = self.storage.iter = iteration
                     for h in self._hooks:
                         h.before_step()
-                    self.run_step(data_iter)
+                    self.run_step()
                     for h in self._hooks:
                         h.after_step()
-                # after the loop self.iter is the last iteration run
+                self.iter = max(self.max_iter, self.start_iter)  # >= max_iter: finished (hooks check this)
+            except Exception:
+                logger.exception("Exception during training at iteration %d:", self.iter)
+                raise
             finally:
-                for h in self._hooks:
-                    h.after_train()
+                try:
+                    for h in self._hooks:
+                        h.after_train()
+                finally:
+                    self._data_iter = None  # shuts down data loader workers
+        return self.latest_eval_results
+
+    @property
+    def latest_eval_results(self) -> Optional[Dict]:
         eval_hook = next((h for h in self._hooks if isinstance(h, hooks_module.EvalHook)), None)
         return eval_hook.latest_results if eval_hook is not None else None
 
-    def _data_iterator(self) -> Iterator:
-        """The training batches; on resume the stream is fast-forwarded to ``start_iter`` (exact resume:
-        the same images and augmentations as an uninterrupted run) and the RNG states are restored."""
-        iterator = iter(self.build_train_loader(self.cfg))
-        if self.start_iter > 0:
-            logger.info("Fast-forwarding the data stream by %d batches for an exact resume", self.start_iter)
-            for _ in range(self.start_iter):
-                next(iterator)
-        if self._rng_state is not None:
-            _restore_rng(self._rng_state)
-        return iterator
-
-    def run_step(self, data_iter: Iterator) -> None:
+    def run_step(self) -> None:
+        """One iteration: batch, losses, finiteness check, backward, clipping, optimizer step, metrics."""
         start = time.perf_counter()
-        batch = next(data_iter)
+        batch = self._next_batch()
         data_time = time.perf_counter() - start
-        with torch.autocast(device_type=self.device.type, enabled=self.amp):
+
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
             loss_dict = self.model(batch)
-        losses = sum(loss_dict.values())
-        if not torch.isfinite(losses).all():
-            raise FloatingPointError(
-                f"Loss became infinite or NaN at iteration {self.iter}: "
-                + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in loss_dict.items())
-                + ". Lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS."
-            )
+        if isinstance(loss_dict, torch.Tensor):
+            loss_dict = {"total_loss": loss_dict}
+        names = sorted(loss_dict)
+        reduced = self._reduce_losses([loss_dict[k] for k in names])
+        if not bool(torch.isfinite(reduced).all()):
+            raise FloatingPointError(self._nonfinite_message(dict(zip(names, reduced.tolist())), batch))
+        losses = sum(loss_dict[k] for k in names)
+
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses).backward()
-        self.scaler.unscale_(self.optimizer)
-        clip_gradients(self.cfg, self.model.parameters())
+        grad_norm = None
+        if self.grad_clipper is not None:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = self.grad_clipper(self.model.parameters())
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
-        reduced = comm.reduce_dict({k: v.detach() for k, v in loss_dict.items()})
         if comm.is_main_process():
-            total = sum(float(v) for v in reduced.values())
-            self.storage.put_scalars(total_loss=total, **{k: float(v) for k, v in reduced.items()})
+            values = dict(zip(names, reduced.tolist()))
+            if "total_loss" not in values:
+                self.storage.put_scalar("total_loss", sum(values.values()))
+            self.storage.put_scalars(**values)
             self.storage.put_scalar("data_time", data_time, smoothing_hint=False)
+            if grad_norm is not None:
+                self.storage.put_scalar("grad_norm", grad_norm)
+
+    def _reduce_losses(self, values: List[torch.Tensor]) -> torch.Tensor:
+        """The losses averaged over processes, on the CPU (every process gets the same numbers, so a
+        NaN on one process stops all of them together)."""
+        stacked = torch.stack([v.detach().float().reshape(()) for v in values])
+        if comm.get_world_size() > 1:
+            dist.all_reduce(stacked)
+            stacked = stacked / comm.get_world_size()
+        return stacked.cpu()
+
+    def _nonfinite_message(self, values: Dict[str, float], batch: Any) -> str:
+        files = []
+        if isinstance(batch, (list, tuple)):
+            files = [str(d["file_name"]) for d in batch if isinstance(d, Mapping) and "file_name" in d]
+        msg = (f"Loss became infinite or NaN at iteration {self.iter}: "
+               + ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+               + ". Training stopped. Lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, or resume from the "
+               "last checkpoint with --resume.")
+        if files:
+            msg += f" Images of this batch on this process: {', '.join(files[:8])}"
+        return msg
+
+    # data stream -----------------------------------------------------------------------------------
+    def _stream_seed(self, start: int) -> int:
+        if start == 0:
+            return self.data_seed
+        return int(np.random.SeedSequence([self.data_seed, start]).generate_state(1)[0] % 2**31)
+
+    def _cfg_with_seed(self, seed: int):
+        if int(self.cfg.SEED) == seed:
+            return self.cfg
+        frozen = self.cfg.is_frozen()
+        cfg = self.cfg.clone()
+        cfg.defrost()
+        cfg.SEED = seed
+        if frozen:
+            cfg.freeze()
+        return cfg
+
+    def _next_batch(self) -> Any:
+        """The batch of iteration ``self.iter`` (see the class docstring on the data stream)."""
+        it, period = self.iter, self._stream_period
+        if self._data_iter is None or (period > 0 and it % period == 0 and it != self._data_start):
+            self._data_iter = None
+            start = (it // period) * period if period > 0 else it
+            skip = it - start
+            if self._pending_rng is not None and skip == 0:
+                restore_rng_state(self._pending_rng)  # before the loader is built, as in an uninterrupted run
+                self._pending_rng = None
+            seed = self._stream_seed(start)
+            if it > 0:
+                logger.info("Training data stream (re)started at iteration %d with seed %d", start, seed)
+            self._data_iter = iter(self.build_train_loader(self._cfg_with_seed(seed)))
+            self._data_start = start
+            if skip:
+                logger.info("Replaying %d batches to resume the data stream exactly", skip)
+                for _ in range(skip):
+                    next(self._data_iter)
+        if self._pending_rng is not None:
+            restore_rng_state(self._pending_rng)
+            self._pending_rng = None
+        return next(self._data_iter)
 
     # evaluation ----------------------------------------------------------------------------------
     @classmethod
-    def test(cls, cfg, model: nn.Module, evaluators: Optional[Sequence] = None) -> Dict:
-        """Evaluate ``model`` on every ``DATASETS.TEST``; returns ``{task: metrics}`` (one dataset) or
-        ``{dataset: {task: metrics}}`` (several). Results go to ``OUTPUT_DIR/inference/<dataset>/``."""
-        from ..evaluation import inference_on_dataset, write_results_json
+    def test(cls, cfg, model: nn.Module, evaluators: Optional[Any] = None) -> Dict:
+        """Evaluate ``model`` on every ``DATASETS.TEST`` dataset.
 
-        results = OrderedDict()
-        for idx, name in enumerate(cfg.DATASETS.TEST):
-            out_dir = str(Path(cfg.OUTPUT_DIR) / "inference" / name)
-            evaluator = evaluators[idx] if evaluators is not None else cls.build_evaluator(cfg, name, out_dir)
+        Args:
+            evaluators: None (use :meth:`build_evaluator`), or one evaluator per test dataset (a single
+                evaluator is accepted for a single dataset).
+        Returns:
+            ``{task: {metric: value}}`` for one dataset, ``{dataset: {task: {metric: value}}}`` for several
+            (``{}`` on non-main processes and without test datasets). Each dataset's results are also
+            written to ``OUTPUT_DIR/inference/<dataset>/results.json``.
+        """
+        from ..evaluation import format_results_table, inference_on_dataset, write_results_json
+
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module  # ranks see different numbers of images: no DDP collectives in inference
+        names = list(cfg.DATASETS.TEST)
+        if evaluators is not None:
+            if hasattr(evaluators, "process"):
+                evaluators = [evaluators]
+            if len(evaluators) != len(names):
+                raise ValueError(f"{len(evaluators)} evaluators given for {len(names)} test datasets {names}.")
+        results: Dict[str, Any] = OrderedDict()
+        for idx, name in enumerate(names):
+            out_dir = Path(cfg.OUTPUT_DIR) / "inference" / name if cfg.OUTPUT_DIR else None
+            evaluator = (evaluators[idx] if evaluators is not None
+                         else cls.build_evaluator(cfg, name, str(out_dir) if out_dir else None))
             res = inference_on_dataset(model, cls.build_test_loader(cfg, name), evaluator)
             results[name] = res
-            if comm.is_main_process():
-                write_results_json(res, Path(out_dir) / "results.json")
-                logger.info("Evaluation results for %s:\n%s", name, _format(res))
+            if comm.is_main_process() and res:
+                if out_dir is not None:
+                    write_results_json(res, out_dir / "results.json")
+                logger.info("Evaluation results for %s:\n%s", name, format_results_table(res))
         if len(results) == 1:
-            return results[cfg.DATASETS.TEST[0]]
+            return next(iter(results.values()))
         return results
 
 
-def _format(results: Dict) -> str:
-    from ..evaluation import format_results_table
-
-    return format_results_table(results)
-
-
-def _capture_rng() -> Dict:
-    """RNG states as tensors and plain values, so the checkpoint loads with ``weights_only=True``."""
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _restore_rng(state: Dict) -> None:
-    random.setstate(_to_tuple(state["python"]))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _to_tuple(value):
-    return tuple(_to_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-__all__ = ["Trainer"]
+def _model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")

@@ -1,16 +1,31 @@
-"""Training metrics: an event storage and writers (console with ETA, ``metrics.json``, TensorBoard)."""
+"""Training metrics: an event storage and its writers -- console line with ETA, ``metrics.json`` (one JSON
+object per line, detectron2's format) and TensorBoard event files."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
+import math
+import os
+import statistics
 import time
 from collections import defaultdict, deque
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
+
+__all__ = [
+    "CommonMetricPrinter",
+    "EventStorage",
+    "EventWriter",
+    "HistoryBuffer",
+    "JSONWriter",
+    "TensorboardXWriter",
+    "get_event_storage",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +40,15 @@ def get_event_storage() -> EventStorage:
 
 
 class HistoryBuffer:
-    """Recent values of one scalar (up to ``max_length``) plus a global average."""
+    """The last ``max_length`` values of one scalar with their iterations, plus the global average."""
 
-    def __init__(self, max_length: int = 1000):
+    def __init__(self, max_length: int = 10000):
         self._values: deque = deque(maxlen=max_length)
         self._total = 0.0
         self._count = 0
 
     def update(self, value: float, iteration: int) -> None:
-        self._values.append((value, iteration))
+        self._values.append((float(value), int(iteration)))
         self._total += value
         self._count += 1
 
@@ -41,8 +56,8 @@ class HistoryBuffer:
         return self._values[-1][0]
 
     def median(self, window: int) -> float:
-        recent = sorted(v for v, _ in list(self._values)[-window:])
-        return recent[len(recent) // 2]
+        """Median of the last ``window`` values (mean of the two middle ones for an even count)."""
+        return float(statistics.median(v for v, _ in list(self._values)[-window:]))
 
     def avg(self, window: int) -> float:
         recent = [v for v, _ in list(self._values)[-window:]]
@@ -51,40 +66,62 @@ class HistoryBuffer:
     def global_avg(self) -> float:
         return self._total / max(self._count, 1)
 
+    def values(self) -> List[Tuple[float, int]]:
+        """All kept ``(value, iteration)`` pairs, oldest first."""
+        return list(self._values)
+
 
 class EventStorage:
-    """Scalars recorded during training, keyed by name, with the iteration they belong to."""
+    """Scalars recorded during training, keyed by name, each with the iteration it belongs to.
+
+    Use as a context manager; :func:`get_event_storage` returns the active one. ``iter`` is the current
+    iteration (the trainer sets it before each step).
+    """
 
     def __init__(self, start_iter: int = 0):
-        self.iter = start_iter
+        self.iter = int(start_iter)
         self._history: Dict[str, HistoryBuffer] = defaultdict(HistoryBuffer)
-        self._latest: Dict[str, tuple] = {}
-        self._smoothing: Dict[str, bool] = {}
+        self._latest: Dict[str, Tuple[float, int]] = {}
+        self._smoothing_hints: Dict[str, bool] = {}
 
-    def put_scalar(self, name: str, value: float, smoothing_hint: bool = True) -> None:
-        value = float(value.item() if isinstance(value, torch.Tensor) else value)
-        self._history[name].update(value, self.iter)
-        self._latest[name] = (value, self.iter)
-        self._smoothing.setdefault(name, smoothing_hint)
+    def put_scalar(self, name: str, value: float, smoothing_hint: bool = True, cur_iter: Optional[int] = None
+                   ) -> None:
+        """Record ``value`` for ``name`` at ``cur_iter`` (default: the current iteration).
 
-    def put_scalars(self, *, smoothing_hint: bool = True, **values: float) -> None:
+        ``smoothing_hint`` tells writers to report the median of the recent values (losses) instead of the
+        latest one (learning rate, evaluation results). The first hint given for a name is kept.
+        """
+        value = float(value.detach().item() if isinstance(value, torch.Tensor) else value)
+        it = self.iter if cur_iter is None else int(cur_iter)
+        self._history[name].update(value, it)
+        self._latest[name] = (value, it)
+        previous = self._smoothing_hints.setdefault(name, smoothing_hint)
+        if previous != smoothing_hint:
+            logger.debug("Scalar %s was put with smoothing_hint=%s before; keeping it.", name, previous)
+
+    def put_scalars(self, *, smoothing_hint: bool = True, cur_iter: Optional[int] = None, **values: float) -> None:
         for k, v in values.items():
-            self.put_scalar(k, v, smoothing_hint)
+            self.put_scalar(k, v, smoothing_hint=smoothing_hint, cur_iter=cur_iter)
 
     def history(self, name: str) -> HistoryBuffer:
         if name not in self._history:
-            raise KeyError(f"No scalar named {name!r} was recorded.")
+            raise KeyError(f"No scalar named {name!r} was recorded; recorded: {sorted(self._history)}.")
         return self._history[name]
 
     def histories(self) -> Dict[str, HistoryBuffer]:
-        return self._history
+        return dict(self._history)
 
-    def latest(self) -> Dict[str, tuple]:
+    def latest(self) -> Dict[str, Tuple[float, int]]:
+        """``{name: (latest value, its iteration)}``."""
         return dict(self._latest)
 
-    def latest_with_smoothing_hint(self, window: int = 20) -> Dict[str, tuple]:
-        return {k: (self._history[k].median(window) if self._smoothing[k] else v, it)
+    def latest_with_smoothing_hint(self, window_size: int = 20) -> Dict[str, Tuple[float, int]]:
+        """Like :meth:`latest`, with the median of the last ``window_size`` values for smoothed scalars."""
+        return {k: (self._history[k].median(window_size) if self._smoothing_hints[k] else v, it)
                 for k, (v, it) in self._latest.items()}
+
+    def smoothing_hints(self) -> Dict[str, bool]:
+        return dict(self._smoothing_hints)
 
     def step(self) -> None:
         self.iter += 1
@@ -94,10 +131,13 @@ class EventStorage:
         return self
 
     def __exit__(self, *exc) -> None:
+        assert _CURRENT_STORAGE and _CURRENT_STORAGE[-1] is self, "EventStorage contexts must nest"
         _CURRENT_STORAGE.pop()
 
 
 class EventWriter:
+    """Writes the active storage's scalars somewhere; called periodically by the trainer."""
+
     def write(self) -> None:
         raise NotImplementedError
 
@@ -105,50 +145,57 @@ class EventWriter:
         pass
 
 
+def _finite_or_none(value: float) -> Optional[float]:
+    return value if math.isfinite(value) else None
+
+
 class JSONWriter(EventWriter):
-    """Appends one JSON object per write (the scalars of each new iteration) to ``path``."""
+    """Appends, per write, one line ``{"iteration": it, name: value, ...}`` for each iteration with scalars
+    not written yet (smoothed ones as the median of ``window_size``) to ``path``; non-finite values become
+    null. A scalar put later for an earlier iteration (e.g. the final evaluation) is still written."""
 
     def __init__(self, path: str | Path, window_size: int = 20):
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self._path, "a")  # noqa: SIM115 - kept open for the whole run
+        self._file = open(self._path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the whole run
         self._window = window_size
-        self._last_written = -1
+        self._written: Dict[str, int] = {}
 
     def write(self) -> None:
         storage = get_event_storage()
-        by_iter: Dict[int, Dict[str, float]] = defaultdict(dict)
+        by_iter: Dict[int, Dict[str, Optional[float]]] = defaultdict(dict)
         for name, (value, it) in storage.latest_with_smoothing_hint(self._window).items():
-            if it > self._last_written:
-                by_iter[it][name] = value
+            if it > self._written.get(name, -1):
+                by_iter[it][name] = _finite_or_none(value)
+                self._written[name] = it
         for it in sorted(by_iter):
             self._file.write(json.dumps({"iteration": it, **by_iter[it]}, sort_keys=True) + "\n")
-        if by_iter:
-            self._last_written = max(by_iter)
         self._file.flush()
+        with contextlib.suppress(OSError):
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        self._file.close()
+        if not self._file.closed:
+            self._file.close()
 
 
 class TensorboardXWriter(EventWriter):
-    """Scalars to TensorBoard event files in ``log_dir``."""
+    """Scalars to TensorBoard event files (``events.out.tfevents.*``) in ``log_dir``."""
 
-    def __init__(self, log_dir: str | Path, window_size: int = 20):
+    def __init__(self, log_dir: str | Path, window_size: int = 20, **kwargs):
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(str(log_dir))
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        self._writer = SummaryWriter(str(log_dir), **kwargs)
         self._window = window_size
-        self._last_written = -1
+        self._written: Dict[str, int] = {}
 
     def write(self) -> None:
         storage = get_event_storage()
-        newest = self._last_written
         for name, (value, it) in storage.latest_with_smoothing_hint(self._window).items():
-            if it > self._last_written:
+            if it > self._written.get(name, -1):
                 self._writer.add_scalar(name, value, it)
-                newest = max(newest, it)
-        self._last_written = newest
+                self._written[name] = it
         self._writer.flush()
 
     def close(self) -> None:
@@ -156,38 +203,48 @@ class TensorboardXWriter(EventWriter):
 
 
 class CommonMetricPrinter(EventWriter):
-    """Logs ``iter, losses (median of 20), lr, time, data_time, ETA, max mem``."""
+    """Logs ``eta, iter, losses (median of the last 20), time, data_time, lr, max_mem`` (CUDA only)."""
 
     def __init__(self, max_iter: int, window_size: int = 20):
         self._max_iter = max_iter
         self._window = window_size
-        self._last: Optional[tuple] = None
+        self._last: Optional[Tuple[int, float]] = None
+        self._last_printed = -1
 
-    def _eta(self, storage: EventStorage) -> str:
+    def _eta(self, storage: EventStorage) -> Optional[str]:
         iteration = storage.iter
-        try:
-            seconds = storage.history("time").median(1000) * (self._max_iter - iteration - 1)
+        remaining = self._max_iter - iteration - 1
+        hist = storage.histories()
+        if "time" in hist:
+            seconds = hist["time"].median(1000) * remaining
             return str(datetime.timedelta(seconds=int(seconds)))
-        except KeyError:
-            now = time.perf_counter()
-            eta = "N/A"
-            if self._last is not None and iteration > self._last[0]:
-                per_iter = (now - self._last[1]) / (iteration - self._last[0])
-                eta = str(datetime.timedelta(seconds=int(per_iter * (self._max_iter - iteration - 1))))
-            self._last = (iteration, now)
-            return eta
+        now = time.perf_counter()  # no timer hook: estimate from the wall time between writes
+        eta = None
+        if self._last is not None and iteration > self._last[0]:
+            per_iter = (now - self._last[1]) / (iteration - self._last[0])
+            eta = str(datetime.timedelta(seconds=int(per_iter * remaining)))
+        self._last = (iteration, now)
+        return eta
 
     def write(self) -> None:
         storage = get_event_storage()
+        if storage.iter == self._last_printed:
+            return  # e.g. the end-of-training write right after the last iteration's
+        self._last_printed = storage.iter
         hist = storage.histories()
-        losses = "  ".join(f"{k}: {hist[k].median(self._window):.4g}" for k in sorted(hist) if "loss" in k)
-        parts = [f"eta: {self._eta(storage)}", f"iter: {storage.iter}", losses]
+        parts = []
+        eta = self._eta(storage)
+        if eta is not None:
+            parts.append(f"eta: {eta}")
+        parts.append(f"iter: {storage.iter}")
+        losses = [f"{k}: {hist[k].median(self._window):.4g}" for k in sorted(hist) if "loss" in k]
+        parts.append("  ".join(losses))
         if "time" in hist:
             parts.append(f"time: {hist['time'].avg(self._window):.4f}")
         if "data_time" in hist:
             parts.append(f"data_time: {hist['data_time'].avg(self._window):.4f}")
         if "lr" in hist:
             parts.append(f"lr: {hist['lr'].latest():.5g}")
-        if torch.cuda.is_available():
-            parts.append(f"max_mem: {torch.cuda.max_memory_allocated() / 1024 ** 2:.0f}M")
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            parts.append(f"max_mem: {torch.cuda.max_memory_allocated() / 1024**2:.0f}M")
         logger.info("  ".join(p for p in parts if p))

@@ -29,19 +29,22 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SHAPES: Tuple[str, ...] = ("disc", "triangle", "ring", "cross")
-COLORS: Dict[str, Tuple[int, int, int]] = {  # saturated RGB, far apart in hue and from the grey background
-    "red": (220, 40, 40),
-    "orange": (240, 140, 30),
-    "yellow": (235, 225, 45),
-    "green": (40, 180, 60),
-    "cyan": (40, 215, 220),
-    "blue": (40, 80, 235),
-    "purple": (125, 50, 200),
-    "magenta": (225, 60, 200),
-    "white": (245, 245, 245),
+SHAPES: Tuple[str, ...] = ("disc", "ring", "cross")
+COLORS: Dict[str, Tuple[int, int, int]] = {
+    "red": (225, 30, 30),
+    "orange": (245, 130, 20),
+    "yellow": (240, 230, 40),
+    "lime": (150, 230, 40),
+    "green": (20, 150, 40),
+    "teal": (20, 140, 130),
+    "cyan": (60, 230, 240),
+    "blue": (30, 60, 230),
+    "purple": (120, 40, 190),
+    "magenta": (230, 50, 210),
+    "white": (250, 250, 250),
+    "black": (20, 20, 20),
 }
-TEXTURES: Tuple[str, ...] = ("solid", "striped", "checkered")
+TEXTURES: Tuple[str, ...] = ("solid", "hstriped", "checkered")
 
 
 @dataclass(frozen=True)
