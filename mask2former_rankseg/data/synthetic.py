@@ -11,7 +11,7 @@ K = 108 categories, each a (colour, texture, shape) triple: 12 colours x 3 textu
 single cue value is shared by 9 or 36 categories and only the combination identifies a category. Each
 image shows 2-6 objects of distinct categories on low-contrast grey noise (labelled ignore); objects
 may overlap (later ones on top, labels follow the visible pixels) but every object keeps a visible
-area of at least ``MIN_VISIBLE_PX`` and half of its own area. Many categories, few per image: the
+area of at least ``MIN_VISIBLE_PX`` and ``MIN_VISIBLE_FRACTION`` of its own area. Many categories, few per image: the
 regime RankSeg is for.
 
 Usage::
