@@ -24,7 +24,7 @@ def _tiny_cfg(path: Path, *opts):
     cfg.merge_from_file(str(path))
     cfg.merge_from_list(
         ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", 12, "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 64,
-         "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", 6, *opts]
+         "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", 6, "MODEL.RANKSEG.TOPK", 5, *opts]
     )
     return cfg
 
