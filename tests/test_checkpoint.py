@@ -216,3 +216,17 @@ def test_optimizer_state_of_another_model_is_a_clear_error(tmp_path):
     other_opt = torch.optim.SGD(other.parameters(), lr=0.1)
     with pytest.raises(CheckpointError, match="Cannot restore optimizer"):
         Checkpointer(other, str(tmp_path), optimizer=other_opt).load(str(tmp_path / "m.pth"))
+
+
+def test_unreachable_url_is_a_clear_error(monkeypatch):
+    import urllib.error
+
+    from mask2former_rankseg.engine import checkpoint as ckpt_module
+
+    class Offline:
+        def get_local_path(self, url):
+            raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(ckpt_module, "_path_manager", lambda: Offline())
+    with pytest.raises(CheckpointError, match="Cannot download checkpoint https://.*MODEL.WEIGHTS"):
+        Checkpointer(Tiny()).load("detectron2://ImageNetPretrained/torchvision/R-50.pkl")

@@ -389,7 +389,14 @@ class Checkpointer:
             heuristics = query.pop("matching_heuristics", ["False"]) == ["True"]
             if query:
                 raise ValueError(f"Unsupported query {parsed.query!r} in checkpoint URL {path}.")
-            return _path_manager().get_local_path(parsed._replace(query="").geturl()), heuristics
+            url = parsed._replace(query="").geturl()
+            try:
+                return _path_manager().get_local_path(url), heuristics
+            except OSError as e:  # URLError is an OSError: no network, 404, ...
+                raise CheckpointError(
+                    f"Cannot download checkpoint {url}: {e}. Download it yourself and set MODEL.WEIGHTS to the "
+                    "local file (or MODEL.WEIGHTS '' to start from scratch)."
+                ) from e
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Checkpoint {path} does not exist (check MODEL.WEIGHTS or the path given).")
         return path, heuristics
