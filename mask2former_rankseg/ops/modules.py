@@ -66,7 +66,8 @@ class MSDeformAttn(nn.Module):
         """
         Args:
             query: [N, Q, C].
-            reference_points: [N, Q, L, 2] points in [0, 1], or [N, Q, L, 4] boxes (cx, cy, w, h).
+            reference_points: [N, Q, L, 2] points (x, y) in [0, 1], or [N, Q, L, 4] boxes (cx, cy, w, h); a
+                point's offsets are in pixels of each level, a box's in units of half its size / n_points.
             input_flatten: [N, S, C] all levels flattened.
             input_spatial_shapes: [L, 2] (H_l, W_l); input_level_start_index: [L].
             input_padding_mask: [N, S], True on padding.
@@ -75,6 +76,22 @@ class MSDeformAttn(nn.Module):
         """
         n, num_q, _ = query.shape
         _, num_in, _ = input_flatten.shape
+        if input_spatial_shapes.shape[0] != self.n_levels:
+            raise ValueError(
+                f"MSDeformAttn: built for n_levels={self.n_levels} but input_spatial_shapes has "
+                f"{input_spatial_shapes.shape[0]} levels."
+            )
+        if (reference_points.dim() != 4 or tuple(reference_points.shape[:2]) != (n, num_q)
+                or reference_points.shape[2] not in (1, self.n_levels)):
+            raise ValueError(
+                f"MSDeformAttn: reference_points must be [N, Lq, L, 2 or 4]=[{n}, {num_q}, {self.n_levels}, 2|4] "
+                f"(L may be 1, shared by all levels), got shape {tuple(reference_points.shape)}."
+            )
+        if input_padding_mask is not None and tuple(input_padding_mask.shape) != (n, num_in):
+            raise ValueError(
+                f"MSDeformAttn: input_padding_mask must be [N, S]=[{n}, {num_in}], got "
+                f"{tuple(input_padding_mask.shape)}."
+            )
         value = self.value_proj(input_flatten)
         if input_padding_mask is not None:
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
@@ -89,6 +106,9 @@ class MSDeformAttn(nn.Module):
             locations = (reference_points[:, :, None, :, None, :2]
                          + offsets / self.n_points * reference_points[:, :, None, :, None, 2:] * 0.5)
         else:
-            raise ValueError(f"reference_points must end in 2 or 4 values, got {reference_points.shape[-1]}.")
+            raise ValueError(
+                f"MSDeformAttn: reference_points must end in 2 (points) or 4 (boxes) values, got "
+                f"{reference_points.shape[-1]}."
+            )
         out = ms_deform_attn(value, input_spatial_shapes, input_level_start_index, locations, weights)
         return self.output_proj(out)

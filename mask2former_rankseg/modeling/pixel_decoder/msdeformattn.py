@@ -23,14 +23,24 @@ from ..transformer_decoder.position_encoding import PositionEmbeddingSine
 NUM_MASKFORMER_LEVELS = 3
 """The transformer decoder always reads three scales."""
 
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}
+
+
+def _activation(name: str):
+    """Upstream's ``_get_activation_fn``: "relu", "gelu" or "glu"."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"Unknown transformer activation {name!r}; choose one of {sorted(_ACTIVATIONS)}.")
+    return _ACTIVATIONS[name]
+
 
 class MSDeformAttnTransformerEncoderLayer(nn.Module):
     """Deformable self-attention + FFN, post-norm."""
 
-    def __init__(self, d_model: int = 256, d_ffn: int = 1024, dropout: float = 0.1, n_levels: int = 4,
-                 n_heads: int = 8, n_points: int = 4):
+    def __init__(self, d_model: int = 256, d_ffn: int = 1024, dropout: float = 0.1, activation: str = "relu",
+                 n_levels: int = 4, n_heads: int = 8, n_points: int = 4):
         super().__init__()
         self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
+        self.activation = _activation(activation)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, d_ffn)
@@ -45,7 +55,7 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
         """src, pos: [N, S, C]; reference_points: [N, S, L, 2]. Returns [N, S, C]."""
         attended = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index, padding_mask)
         src = self.norm1(src + self.dropout1(attended))
-        ffn = self.linear2(self.dropout2(F.relu(self.linear1(src))))
+        ffn = self.linear2(self.dropout2(self.activation(self.linear1(src))))
         return self.norm2(src + self.dropout3(ffn))
 
 
@@ -84,12 +94,12 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
     """Flattens the levels, adds level embeddings to the positional encodings, runs the encoder."""
 
     def __init__(self, d_model: int = 256, nhead: int = 8, num_encoder_layers: int = 6, dim_feedforward: int = 1024,
-                 dropout: float = 0.1, num_feature_levels: int = 4, enc_n_points: int = 4):
+                 dropout: float = 0.1, activation: str = "relu", num_feature_levels: int = 4, enc_n_points: int = 4):
         super().__init__()
         self.d_model = d_model
         self.nhead = nhead
-        layer = MSDeformAttnTransformerEncoderLayer(d_model, dim_feedforward, dropout, num_feature_levels, nhead,
-                                                    enc_n_points)
+        layer = MSDeformAttnTransformerEncoderLayer(d_model, dim_feedforward, dropout, activation, num_feature_levels,
+                                                    nhead, enc_n_points)
         self.encoder = MSDeformAttnTransformerEncoder(layer, num_encoder_layers)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
         self._reset_parameters()
@@ -138,6 +148,12 @@ class MSDeformAttnPixelDecoder(nn.Module):
                  transformer_dim_feedforward: int, transformer_enc_layers: int, conv_dim: int, mask_dim: int,
                  norm: str = "GN", transformer_in_features: Sequence[str], common_stride: int = 4):
         super().__init__()
+        if not transformer_in_features:
+            raise ValueError("MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES is empty; give e.g. "
+                             "['res3', 'res4', 'res5'].")
+        if conv_dim % 32 != 0:
+            raise ValueError(f"MODEL.SEM_SEG_HEAD.CONVS_DIM={conv_dim} must be a multiple of 32 (the encoder's "
+                             "input projections use GroupNorm(32, CONVS_DIM), as upstream).")
         missing = [f for f in transformer_in_features if f not in input_shape]
         if missing:
             raise ValueError(
@@ -207,14 +223,24 @@ class MSDeformAttnPixelDecoder(nn.Module):
             common_stride=head.COMMON_STRIDE,
         )
 
+    def forward(self, features: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+        """Same as :meth:`forward_features` (what the head calls)."""
+        return self.forward_features(features)
+
     def forward_features(self, features: Dict[str, torch.Tensor]
                          ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
         """
+        Args:
+            features: backbone maps by name, [B, C_k, H/stride_k, W/stride_k], for every name in ``in_features``.
         Returns:
             mask_features: [B, mask_dim, H/common_stride, W/common_stride].
             transformer_encoder_features: the coarsest encoder output, [B, conv_dim, H/32, W/32].
             multi_scale_features: 3 maps [B, conv_dim, h, w], coarsest first.
         """
+        missing = [name for name in self.in_features if name not in features]
+        if missing:
+            raise KeyError(f"MSDeformAttnPixelDecoder: features {missing} missing from the input (got "
+                           f"{sorted(features)}); the backbone must return MODEL.SEM_SEG_HEAD.IN_FEATURES.")
         # Deformable attention runs in float32, as upstream (no half-precision sampling).
         with torch.autocast(device_type=next(iter(features.values())).device.type, enabled=False):
             srcs, pos = [], []
