@@ -108,7 +108,8 @@ def test_shape_errors():
         ms_deform_attn(value, spatial, start, loc, weights[..., :1])
 
 
-def test_dispatch_reference_only():
+def test_dispatch_reference_only(monkeypatch):
+    monkeypatch.setattr(dispatch, "_extension", lambda: None)  # as if the extension were not built
     assert backend() == "reference"
     assert backend("cpu") == "reference"
     value, spatial, start, loc, weights = _case(dtype=torch.float32)
@@ -124,11 +125,11 @@ def test_dispatch_uses_a_plugged_in_kernel(monkeypatch):
     """The hook for the compiled extension: forward and backward reach the kernel functions."""
     calls = []
 
-    def fwd(value, shapes, starts, loc, weights, im2col_step):
+    def fwd(value, shapes, starts, loc, weights):
         calls.append("forward")
         return ms_deform_attn_reference(value, shapes, loc, weights)
 
-    def bwd(value, shapes, starts, loc, weights, grad_out, im2col_step):
+    def bwd(value, shapes, starts, loc, weights, grad_out):
         calls.append("backward")
         with torch.enable_grad():
             inputs = [t.detach().requires_grad_(True) for t in (value, loc, weights)]
@@ -157,17 +158,25 @@ def test_dispatch_uses_a_plugged_in_kernel(monkeypatch):
     assert backend("cpu") == "reference"
 
 
-def test_broken_extension_falls_back(monkeypatch, caplog):
-    def broken(name):
-        raise OSError("undefined symbol: _ZN3c10")
+@pytest.mark.parametrize("failure, message", [
+    (OSError("undefined symbol: _ZN3c10"), "failed to load"),
+    (ModuleNotFoundError("No module named 'mask2former_rankseg._C'", name="mask2former_rankseg._C"), "is not built"),
+])
+def test_missing_or_broken_extension_falls_back(monkeypatch, caplog, failure, message):
+    def import_module(name):
+        raise failure
 
     dispatch._extension.cache_clear()
-    monkeypatch.setattr(dispatch.importlib, "import_module", broken)
+    monkeypatch.setattr(dispatch.importlib, "import_module", import_module)
     try:
         with caplog.at_level(logging.INFO, logger=dispatch.__name__):
             assert backend() == "reference"
-            assert backend() == "reference"
-        assert sum("failed to load" in r.getMessage() for r in caplog.records) == 1  # logged once
+            assert backend("cpu") == "reference"
+            value, spatial, start, loc, weights = _case()
+            out = ms_deform_attn(value, spatial, start, loc, weights)
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and message in warnings[0].getMessage()  # one warning, however often used
+        torch.testing.assert_close(out, _naive(value, spatial.tolist(), loc, weights))
     finally:
         dispatch._extension.cache_clear()
 

@@ -5,12 +5,13 @@ compiled extension ``mask2former_rankseg._C`` is importable and provides them. I
 never fails: the extension is imported lazily, once, and a missing or broken one is logged once and the
 reference path is used. Set ``MASK2FORMER_RANKSEG_FORCE_REFERENCE=1`` to force the reference path.
 
-Contract for the extension (plugged in later): for each device kind it supports (``"cpu"``, ``"cuda"``)
-it exports ``ms_deform_attn_{kind}_forward(value, spatial_shapes, level_start_index, sampling_locations,
-attention_weights, im2col_step) -> [N, Q, H*D]`` and ``ms_deform_attn_{kind}_backward(value,
-spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_output, im2col_step) ->
-(grad_value, grad_sampling_locations, grad_attention_weights)`` (upstream's ``MultiScaleDeformableAttention``
-signatures). Inputs are passed contiguous.
+The extension (``mask2former_rankseg/csrc``, built by ``setup.py``) exports, for each device kind it was
+built for (``"cpu"`` always, ``"cuda"`` optionally), ``ms_deform_attn_{kind}_forward(value, spatial_shapes,
+level_start_index, sampling_locations, attention_weights) -> [N, Q, H*D]`` and
+``ms_deform_attn_{kind}_backward(..., grad_output) -> (grad_value, grad_sampling_locations,
+grad_attention_weights)``. Inputs are passed contiguous, on the value's device, with
+``sampling_locations``/``attention_weights`` in the value's accumulation dtype (float32 for float16/bfloat16
+values, so that locations keep their precision).
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ logger = logging.getLogger(__name__)
 FORCE_REFERENCE_ENV = "MASK2FORMER_RANKSEG_FORCE_REFERENCE"
 EXTENSION_MODULE = "mask2former_rankseg._C"
 BACKENDS = ("reference", "cpu", "cuda")
-IM2COL_STEP = 128
-"""Upstream's ``MSDeformAttn.im2col_step`` (batch chunk of the kernels)."""
+KERNEL_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 @functools.cache
@@ -43,14 +43,17 @@ def _extension() -> Optional[ModuleType]:
         ext = importlib.import_module(EXTENSION_MODULE)
     except ModuleNotFoundError as e:
         if e.name != EXTENSION_MODULE:  # the extension exists but one of its own imports is missing
-            logger.info("Compiled deformable attention %s failed to import (%s); using the PyTorch path.",
-                        EXTENSION_MODULE, e)
+            logger.warning("Compiled deformable attention %s failed to import (%s); using the slower PyTorch "
+                           "path.", EXTENSION_MODULE, e)
         else:
-            logger.debug("Compiled deformable attention %s not built; using the PyTorch path.", EXTENSION_MODULE)
+            logger.warning("Compiled deformable attention %s is not built; using the slower PyTorch path. "
+                           "Build it with `pip install --no-build-isolation -e .` (needs a C++ compiler).",
+                           EXTENSION_MODULE)
         return None
     except Exception as e:  # built against another torch, missing CUDA runtime, ...
-        logger.info("Compiled deformable attention %s failed to load (%s: %s); using the PyTorch path.",
-                    EXTENSION_MODULE, type(e).__name__, e)
+        logger.warning("Compiled deformable attention %s failed to load (%s: %s); using the slower PyTorch path. "
+                       "Rebuild it against the installed torch: `pip install --no-build-isolation -e .`.",
+                       EXTENSION_MODULE, type(e).__name__, e)
         return None
     logger.debug("Using compiled deformable attention from %s.", getattr(ext, "__file__", EXTENSION_MODULE))
     return ext
@@ -96,8 +99,7 @@ class _KernelFunction(torch.autograd.Function):
                 kernel_fwd, kernel_bwd):
         ctx.kernel_bwd = kernel_bwd
         ctx.save_for_backward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-        return kernel_fwd(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
-                          IM2COL_STEP)
+        return kernel_fwd(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
 
     @staticmethod
     @once_differentiable
@@ -105,7 +107,7 @@ class _KernelFunction(torch.autograd.Function):
         value, spatial_shapes, level_start_index, sampling_locations, attention_weights = ctx.saved_tensors
         grad_value, grad_loc, grad_attn = ctx.kernel_bwd(
             value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
-            grad_output.contiguous(), IM2COL_STEP,
+            grad_output.contiguous(),
         )
         return grad_value, None, None, grad_loc, grad_attn, None, None
 
@@ -152,9 +154,16 @@ def ms_deform_attn(
         )
     if value.device.type != chosen:
         raise RuntimeError(f"ms_deform_attn: backend {chosen!r} needs tensors on {chosen}, got {value.device}.")
+    if value.dtype not in KERNEL_DTYPES:
+        raise TypeError(f"ms_deform_attn: the {chosen} kernel takes values of dtype {KERNEL_DTYPES}, got "
+                        f"{value.dtype}; use backend='reference'.")
+    # Locations and weights in the accumulation dtype: in float16 a location on a 128-wide level would be
+    # rounded to 1/16 pixel, in bfloat16 to half a pixel.
+    accumulate = torch.float32 if value.dtype in (torch.float16, torch.bfloat16) else value.dtype
+    index = dict(device=value.device, dtype=torch.long)
     return _KernelFunction.apply(
-        value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
-        sampling_locations.contiguous(), attention_weights.contiguous(), *kernels,
+        value.contiguous(), spatial_shapes.to(**index).contiguous(), level_start_index.to(**index).contiguous(),
+        sampling_locations.to(accumulate).contiguous(), attention_weights.to(accumulate).contiguous(), *kernels,
     )
 
 

@@ -1,0 +1,190 @@
+// CPU kernel of multi-scale deformable attention (bilinear sampling from ms_deform_attn_common.h).
+//
+// Forward: parallel over batch x heads x queries; each task writes its own D output channels.
+// Backward: the value gradient is a scatter, so tasks are whole (batch, head) pairs: each owns a disjoint
+// slice of grad_value, grad_sampling_locations and grad_attention_weights, which needs no atomics and gives
+// the same bits whatever the number of threads.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "ms_deform_attn.h"
+#include "ms_deform_attn_common.h"
+
+namespace mask2former_rankseg {
+
+namespace {
+
+struct Sizes {
+  int64_t batch, positions, heads, channels, queries, levels, points;
+
+  static Sizes of(const at::Tensor& value, const at::Tensor& sampling_locations) {
+    return {value.size(0), value.size(1), value.size(2), value.size(3), sampling_locations.size(1),
+            sampling_locations.size(3), sampling_locations.size(4)};
+  }
+};
+
+struct AddInPlace {
+  template <typename T>
+  void operator()(T* target, T amount) const {
+    *target += amount;
+  }
+};
+
+// acc[d] += weight * sample[d] over the channels of one sample (vectorised: no branches when kAllInside).
+template <bool kAllInside, typename scalar_t, typename acc_t>
+inline void accumulate_sample(acc_t* acc, const scalar_t* level, int64_t position_stride,
+                              const msda::BilinearFootprint<acc_t>& f, acc_t weight, int64_t channels) {
+#pragma omp simd
+  for (int64_t d = 0; d < channels; ++d) {
+    acc[d] += weight * msda::bilinear_sample<kAllInside>(level + d, position_stride, f);
+  }
+}
+
+// Gradients of one sample: scatters into grad_level, returns dL/d(loc_x), dL/d(loc_y), dL/d(weight) summed
+// over the channels (a reordered, vectorised sum; the same order at every call, so results are repeatable).
+template <bool kAllInside, typename scalar_t, typename acc_t>
+inline void backward_sample(const scalar_t* level, acc_t* grad_level, int64_t position_stride,
+                            const msda::BilinearFootprint<acc_t>& f, acc_t weight, const acc_t* grad_out,
+                            int64_t channels, acc_t* grad_loc, acc_t* grad_weight) {
+  acc_t grad_x = 0, grad_y = 0, grad_a = 0;
+#pragma omp simd reduction(+ : grad_x, grad_y, grad_a)
+  for (int64_t d = 0; d < channels; ++d) {
+    const acc_t sample = msda::bilinear_sample_backward<kAllInside>(
+        level + d, grad_level + d, position_stride, f, grad_out[d] * weight, grad_x, grad_y, AddInPlace{});
+    grad_a += grad_out[d] * sample;
+  }
+  grad_loc[0] = grad_x;
+  grad_loc[1] = grad_y;
+  *grad_weight = grad_a;
+}
+
+template <typename scalar_t>
+void forward_kernel(const Sizes& s, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
+                    const at::opmath_type<scalar_t>* locations, const at::opmath_type<scalar_t>* weights,
+                    scalar_t* output) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t samples = s.levels * s.points;
+  const int64_t position_stride = s.heads * s.channels;
+  const int64_t work_per_task = std::max<int64_t>(1, samples * 4 * s.channels);
+  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / work_per_task);
+  at::parallel_for(0, s.batch * s.queries * s.heads, grain, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(s.channels);
+    for (int64_t task = begin; task < end; ++task) {
+      // Tasks run head-major, task == (n * H + h) * Q + q: consecutive queries of one head sample nearby
+      // pixels of the same value slice, which keeps the reads in cache on large maps.
+      const int64_t q = task % s.queries;
+      const int64_t h = (task / s.queries) % s.heads;
+      const int64_t n = task / (s.queries * s.heads);
+      const int64_t row = (n * s.queries + q) * s.heads + h;  // of sampling_locations, attention_weights, output
+      const acc_t* loc = locations + row * samples * 2;
+      const acc_t* attn = weights + row * samples;
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      for (int64_t l = 0; l < s.levels; ++l) {
+        const scalar_t* level = value + ((n * s.positions + starts[l]) * s.heads + h) * s.channels;
+        for (int64_t p = 0; p < s.points; ++p) {
+          const int64_t k = l * s.points + p;
+          const auto f = msda::bilinear_footprint<acc_t>(loc[2 * k], loc[2 * k + 1], shapes[2 * l], shapes[2 * l + 1]);
+          if (!f.any_inside) continue;
+          if (f.all_inside) {
+            accumulate_sample<true>(acc.data(), level, position_stride, f, attn[k], s.channels);
+          } else {
+            accumulate_sample<false>(acc.data(), level, position_stride, f, attn[k], s.channels);
+          }
+        }
+      }
+      scalar_t* out = output + row * s.channels;
+      for (int64_t d = 0; d < s.channels; ++d) out[d] = static_cast<scalar_t>(acc[d]);
+    }
+  });
+}
+
+template <typename scalar_t>
+void backward_kernel(const Sizes& s, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
+                     const at::opmath_type<scalar_t>* locations, const at::opmath_type<scalar_t>* weights,
+                     const scalar_t* grad_output, at::opmath_type<scalar_t>* grad_value,
+                     at::opmath_type<scalar_t>* grad_locations, at::opmath_type<scalar_t>* grad_weights) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t samples = s.levels * s.points;
+  const int64_t position_stride = s.heads * s.channels;
+  at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> grad_out(s.channels);
+    for (int64_t pair = begin; pair < end; ++pair) {
+      const int64_t n = pair / s.heads;
+      const int64_t h = pair % s.heads;
+      for (int64_t q = 0; q < s.queries; ++q) {
+        const int64_t row = (n * s.queries + q) * s.heads + h;
+        const acc_t* loc = locations + row * samples * 2;
+        const acc_t* attn = weights + row * samples;
+        acc_t* grad_loc = grad_locations + row * samples * 2;
+        acc_t* grad_attn = grad_weights + row * samples;
+        const scalar_t* go = grad_output + row * s.channels;
+        for (int64_t d = 0; d < s.channels; ++d) grad_out[d] = static_cast<acc_t>(go[d]);
+        for (int64_t l = 0; l < s.levels; ++l) {
+          const int64_t offset = ((n * s.positions + starts[l]) * s.heads + h) * s.channels;
+          const scalar_t* level = value + offset;
+          acc_t* grad_level = grad_value + offset;
+          for (int64_t p = 0; p < s.points; ++p) {
+            const int64_t k = l * s.points + p;
+            const auto f =
+                msda::bilinear_footprint<acc_t>(loc[2 * k], loc[2 * k + 1], shapes[2 * l], shapes[2 * l + 1]);
+            if (!f.any_inside) continue;
+            if (f.all_inside) {
+              backward_sample<true>(level, grad_level, position_stride, f, attn[k], grad_out.data(), s.channels,
+                                    grad_loc + 2 * k, grad_attn + k);
+            } else {
+              backward_sample<false>(level, grad_level, position_stride, f, attn[k], grad_out.data(), s.channels,
+                                     grad_loc + 2 * k, grad_attn + k);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor ms_deform_attn_cpu_forward(const at::Tensor& value, const at::Tensor& spatial_shapes,
+                                      const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
+                                      const at::Tensor& attention_weights) {
+  check_ms_deform_attn_inputs("ms_deform_attn_cpu_forward", c10::DeviceType::CPU, value, spatial_shapes,
+                              level_start_index, sampling_locations, attention_weights, nullptr);
+  const Sizes s = Sizes::of(value, sampling_locations);
+  auto output = at::empty({s.batch, s.queries, s.heads * s.channels}, value.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_cpu_forward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    forward_kernel<scalar_t>(s, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
+                             level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<acc_t>(),
+                             attention_weights.data_ptr<acc_t>(), output.data_ptr<scalar_t>());
+  });
+  return output;
+}
+
+MSDeformAttnGrads ms_deform_attn_cpu_backward(const at::Tensor& value, const at::Tensor& spatial_shapes,
+                                              const at::Tensor& level_start_index,
+                                              const at::Tensor& sampling_locations,
+                                              const at::Tensor& attention_weights, const at::Tensor& grad_output) {
+  check_ms_deform_attn_inputs("ms_deform_attn_cpu_backward", c10::DeviceType::CPU, value, spatial_shapes,
+                              level_start_index, sampling_locations, attention_weights, &grad_output);
+  const Sizes s = Sizes::of(value, sampling_locations);
+  const auto acc_dtype = at::toOpMathType(value.scalar_type());
+  // 16-bit values accumulate their gradient in float32 and are rounded once at the end.
+  auto grad_value = at::zeros(value.sizes(), value.options().dtype(acc_dtype));
+  auto grad_locations = at::zeros_like(sampling_locations);
+  auto grad_weights = at::zeros_like(attention_weights);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_cpu_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    backward_kernel<scalar_t>(s, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
+                              level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<acc_t>(),
+                              attention_weights.data_ptr<acc_t>(), grad_output.data_ptr<scalar_t>(),
+                              grad_value.data_ptr<acc_t>(), grad_locations.data_ptr<acc_t>(),
+                              grad_weights.data_ptr<acc_t>());
+  });
+  return {grad_value.to(value.scalar_type()), grad_locations, grad_weights};
+}
+
+}  // namespace mask2former_rankseg
