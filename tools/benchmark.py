@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Speed and memory benchmarks: printed tables and JSON.
+
+    python tools/benchmark.py msda                      # deformable attention, every backend on this machine
+    python tools/benchmark.py msda --device cuda --dtypes float32 bfloat16 --sizes 512 1024
+
+``msda`` times multi-scale deformable attention at the shapes a Mask2Former pixel decoder sees for a
+square input of each ``--sizes`` (levels at strides 8/16/32, every position a query, 8 heads, 4 points,
+dim 256; each query samples a few pixels around its own position): forward alone (no autograd) and
+forward + backward (gradients for value, locations and weights), median over ``--repeats`` after
+``--warmup`` runs. Each case runs in a fresh process so its
+peak memory is its own: on CUDA the peak allocated beyond the inputs, on CPU the growth of the peak
+resident set beyond the inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+logger = logging.getLogger("benchmark")
+
+MSDA_STRIDES = (8, 16, 32)
+MSDA_HEADS = 8
+MSDA_POINTS = 4
+MSDA_DIM = 256
+
+
+def msda_inputs(size: int, batch: int, dtype: torch.dtype, device: str, seed: int = 0):
+    """Inputs of ``ms_deform_attn`` for a ``size`` x ``size`` image: (value, shapes, starts, locations, weights)."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = torch.tensor([[-(-size // s), -(-size // s)] for s in MSDA_STRIDES], dtype=torch.long)
+    sizes = (shapes[:, 0] * shapes[:, 1]).tolist()
+    starts = torch.tensor([sum(sizes[:i]) for i in range(len(sizes))], dtype=torch.long)
+    positions = sum(sizes)
+    head_dim = MSDA_DIM // MSDA_HEADS
+    levels = len(MSDA_STRIDES)
+    value = torch.randn(batch, positions, MSDA_HEADS, head_dim, generator=g)
+    # Queries are all positions (the encoder's self-attention). As in the model, each samples around its own
+    # reference point (its pixel centre, normalised) with offsets of a few pixels of every level.
+    centres = []
+    for h, w in shapes.tolist():
+        ys, xs = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij")
+        centres.append(torch.stack([xs.flatten(), ys.flatten()], -1))
+    reference = torch.cat(centres)[None, :, None, None, None, :]  # [1, S, 1, 1, 1, 2]
+    pixel = 1.0 / shapes.flip(-1).float()[None, None, None, :, None, :]  # (1/W_l, 1/H_l)
+    offsets = torch.randn(batch, positions, MSDA_HEADS, levels, MSDA_POINTS, 2, generator=g) * 2.0
+    locations = reference + offsets * pixel
+    weights = torch.rand(batch, positions, MSDA_HEADS, levels * MSDA_POINTS, generator=g).softmax(-1)
+    weights = weights.view(batch, positions, MSDA_HEADS, levels, MSDA_POINTS)
+    value = value.to(device=device, dtype=dtype)
+    locations = locations.to(device=device, dtype=dtype)
+    weights = weights.to(device=device, dtype=dtype)
+    return value, shapes.to(device), starts.to(device), locations, weights
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _median_seconds(fn: Callable[[], None], device: str, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    _synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _msda_case(case: Dict) -> Dict:
+    """One (backend, size, dtype) measurement; runs in its own process."""
+    from mask2former_rankseg.ops import ms_deform_attn
+
+    torch.set_num_threads(case["threads"])
+    device = case["device"]
+    dtype = getattr(torch, case["dtype"])
+    value, shapes, starts, locations, weights = msda_inputs(case["size"], case["batch"], dtype, device)
+    grad_output = torch.randn(value.shape[0], locations.shape[1], MSDA_DIM, device=device, dtype=dtype)
+    leaves = [t.clone().requires_grad_(True) for t in (value, locations, weights)]
+
+    def forward() -> None:
+        with torch.no_grad():
+            ms_deform_attn(value, shapes, starts, locations, weights, backend=case["backend"])
+
+    def forward_backward() -> None:
+        for t in leaves:
+            t.grad = None
+        out = ms_deform_attn(leaves[0], shapes, starts, leaves[1], leaves[2], backend=case["backend"])
+        out.backward(grad_output)
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        base = _peak_rss_mib()
+    forward_backward()  # the peak is taken over one forward + backward
+    _synchronize(device)
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else _peak_rss_mib() - base
+    result = dict(case)
+    result.update(
+        queries=int(locations.shape[1]),
+        forward_ms=1e3 * _median_seconds(forward, device, case["warmup"], case["repeats"]),
+        forward_backward_ms=1e3 * _median_seconds(forward_backward, device, case["warmup"], case["repeats"]),
+        peak_mib=peak,
+        peak_kind="allocated beyond inputs" if cuda else "peak RSS growth beyond inputs",
+    )
+    return result
+
+
+def _run_isolated(fn: Callable[[Dict], Dict], case: Dict) -> Dict:
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, (case,))
+
+
+def _format_table(rows: List[Dict], columns: List[str]) -> str:
+    cells = [[str(c) for c in columns]] + [
+        [f"{r[c]:.1f}" if isinstance(r[c], float) else str(r[c]) for c in columns] for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_msda(args: argparse.Namespace) -> Dict:
+    from mask2former_rankseg.ops import available_backend
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    backends = args.backends or ["reference"] + ([device] if available_backend(device) == device else [])
+    dtypes = args.dtypes or (["float32", "bfloat16"] if device.startswith("cuda") else ["float32"])
+    threads = args.threads or torch.get_num_threads()
+    rows = []
+    for size in args.sizes:
+        for dtype in dtypes:
+            for backend in backends:
+                case = dict(backend=backend, size=size, batch=args.batch, dtype=dtype, device=device,
+                            threads=threads, warmup=args.warmup, repeats=args.repeats)
+                logger.info("msda: %s", case)
+                rows.append(_run_isolated(_msda_case, case))
+    for row in rows:  # speedup of each backend over the reference at the same size and dtype
+        ref = next((r for r in rows if r["backend"] == "reference" and r["size"] == row["size"]
+                    and r["dtype"] == row["dtype"]), None)
+        row["speedup_fwd_bwd"] = ref["forward_backward_ms"] / row["forward_backward_ms"] if ref else float("nan")
+    columns = ["backend", "size", "batch", "dtype", "queries", "forward_ms", "forward_backward_ms", "speedup_fwd_bwd",
+               "peak_mib"]
+    print(f"Multi-scale deformable attention on {device} ({threads} threads; strides {MSDA_STRIDES}, "
+          f"{MSDA_HEADS} heads, {MSDA_POINTS} points, dim {MSDA_DIM}); peak: {rows[0]['peak_kind']}")
+    print(_format_table(rows, columns))
+    return {"benchmark": "msda", "environment": _environment(device, threads), "results": rows}
+
+
+def _environment(device: str, threads: int) -> Dict:
+    env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+           "processor": _cpu_name(), "threads": threads, "device": device}
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name()
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _write_json(data: Dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="benchmark", required=True)
+    msda = sub.add_parser("msda", help="multi-scale deformable attention backends")
+    msda.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="square input sizes in pixels")
+    msda.add_argument("--batch", type=int, default=1)
+    msda.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    msda.add_argument("--backends", nargs="+", choices=["reference", "cpu", "cuda"], default=None,
+                      help="default: the reference and the device's kernel when built")
+    msda.add_argument("--dtypes", nargs="+", choices=["float32", "float64", "float16", "bfloat16"], default=None,
+                      help="default: float32 on CPU, float32 and bfloat16 on CUDA")
+    msda.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    msda.add_argument("--warmup", type=int, default=2)
+    msda.add_argument("--repeats", type=int, default=5)
+    msda.add_argument("--json", type=Path, default=Path("output/benchmarks/msda.json"), help="where to write results")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data = run_msda(args)
+    _write_json(data, args.json)
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
