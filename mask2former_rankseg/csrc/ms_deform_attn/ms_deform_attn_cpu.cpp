@@ -14,6 +14,20 @@
 #include "ms_deform_attn.h"
 #include "ms_deform_attn_common.h"
 
+// x86-64-v3 (AVX2, FMA) and -v4 (AVX-512) clones need GCC >= 12 or Clang >= 14; older compilers build the
+// baseline only.
+#if defined(__x86_64__) && defined(__linux__) && !defined(M2FR_NO_CPU_CLONES) && \
+    ((defined(__clang__) && __clang_major__ >= 14) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 12))
+#define M2FR_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define M2FR_CPU_CLONES
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define M2FR_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define M2FR_ALWAYS_INLINE inline
+#endif
+
 namespace mask2former_rankseg {
 
 namespace {
@@ -36,7 +50,7 @@ struct AddInPlace {
 
 // acc[d] += weight * sample[d] over the channels of one sample (vectorised: no branches when kAllInside).
 template <bool kAllInside, typename scalar_t, typename acc_t>
-inline void accumulate_sample(acc_t* acc, const scalar_t* level, int64_t position_stride,
+M2FR_ALWAYS_INLINE void accumulate_sample(acc_t* acc, const scalar_t* level, int64_t position_stride,
                               const msda::BilinearFootprint<acc_t>& f, acc_t weight, int64_t channels) {
 #pragma omp simd
   for (int64_t d = 0; d < channels; ++d) {
@@ -47,7 +61,7 @@ inline void accumulate_sample(acc_t* acc, const scalar_t* level, int64_t positio
 // Gradients of one sample: scatters into grad_level, returns dL/d(loc_x), dL/d(loc_y), dL/d(weight) summed
 // over the channels (a reordered, vectorised sum; the same order at every call, so results are repeatable).
 template <bool kAllInside, typename scalar_t, typename acc_t>
-inline void backward_sample(const scalar_t* level, acc_t* grad_level, int64_t position_stride,
+M2FR_ALWAYS_INLINE void backward_sample(const scalar_t* level, acc_t* grad_level, int64_t position_stride,
                             const msda::BilinearFootprint<acc_t>& f, acc_t weight, const acc_t* grad_out,
                             int64_t channels, acc_t* grad_loc, acc_t* grad_weight) {
   acc_t grad_x = 0, grad_y = 0, grad_a = 0;
@@ -62,87 +76,135 @@ inline void backward_sample(const scalar_t* level, acc_t* grad_level, int64_t po
   *grad_weight = grad_a;
 }
 
+// Everything a kernel reads and writes; sizes plus raw pointers (grad pointers null in the forward).
 template <typename scalar_t>
-void forward_kernel(const Sizes& s, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                    const at::opmath_type<scalar_t>* locations, const at::opmath_type<scalar_t>* weights,
-                    scalar_t* output) {
+struct KernelArgs {
   using acc_t = at::opmath_type<scalar_t>;
+  Sizes s;
+  const scalar_t* value;
+  const int64_t* shapes;
+  const int64_t* starts;
+  const acc_t* locations;
+  const acc_t* weights;
+  scalar_t* output;
+  const scalar_t* grad_output;
+  acc_t* grad_value;
+  acc_t* grad_locations;
+  acc_t* grad_weights;
+};
+
+// Forward of tasks [begin, end). Tasks run head-major, task == (n * H + h) * Q + q: consecutive queries of
+// one head sample nearby pixels of the same value slice, which keeps the reads in cache on large maps.
+// acc: D scratch values.
+template <typename scalar_t>
+M2FR_ALWAYS_INLINE void forward_tasks(const KernelArgs<scalar_t>& a, int64_t begin, int64_t end,
+                                      at::opmath_type<scalar_t>* acc) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const Sizes& s = a.s;
   const int64_t samples = s.levels * s.points;
   const int64_t position_stride = s.heads * s.channels;
-  const int64_t work_per_task = std::max<int64_t>(1, samples * 4 * s.channels);
-  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / work_per_task);
-  at::parallel_for(0, s.batch * s.queries * s.heads, grain, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(s.channels);
-    for (int64_t task = begin; task < end; ++task) {
-      // Tasks run head-major, task == (n * H + h) * Q + q: consecutive queries of one head sample nearby
-      // pixels of the same value slice, which keeps the reads in cache on large maps.
-      const int64_t q = task % s.queries;
-      const int64_t h = (task / s.queries) % s.heads;
-      const int64_t n = task / (s.queries * s.heads);
-      const int64_t row = (n * s.queries + q) * s.heads + h;  // of sampling_locations, attention_weights, output
-      const acc_t* loc = locations + row * samples * 2;
-      const acc_t* attn = weights + row * samples;
-      std::fill(acc.begin(), acc.end(), acc_t(0));
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t q = task % s.queries;
+    const int64_t h = (task / s.queries) % s.heads;
+    const int64_t n = task / (s.queries * s.heads);
+    const int64_t row = (n * s.queries + q) * s.heads + h;  // of sampling_locations, attention_weights, output
+    const acc_t* loc = a.locations + row * samples * 2;
+    const acc_t* attn = a.weights + row * samples;
+    std::fill(acc, acc + s.channels, acc_t(0));
+    for (int64_t l = 0; l < s.levels; ++l) {
+      const scalar_t* level = a.value + ((n * s.positions + a.starts[l]) * s.heads + h) * s.channels;
+      for (int64_t p = 0; p < s.points; ++p) {
+        const int64_t k = l * s.points + p;
+        const auto f =
+            msda::bilinear_footprint<acc_t>(loc[2 * k], loc[2 * k + 1], a.shapes[2 * l], a.shapes[2 * l + 1]);
+        if (!f.any_inside) continue;
+        if (f.all_inside) {
+          accumulate_sample<true>(acc, level, position_stride, f, attn[k], s.channels);
+        } else {
+          accumulate_sample<false>(acc, level, position_stride, f, attn[k], s.channels);
+        }
+      }
+    }
+    scalar_t* out = a.output + row * s.channels;
+    for (int64_t d = 0; d < s.channels; ++d) out[d] = static_cast<scalar_t>(acc[d]);
+  }
+}
+
+// Backward of the (batch, head) pairs [begin, end), every query of each. grad_out: D scratch values.
+template <typename scalar_t>
+M2FR_ALWAYS_INLINE void backward_pairs(const KernelArgs<scalar_t>& a, int64_t begin, int64_t end,
+                                       at::opmath_type<scalar_t>* grad_out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const Sizes& s = a.s;
+  const int64_t samples = s.levels * s.points;
+  const int64_t position_stride = s.heads * s.channels;
+  for (int64_t pair = begin; pair < end; ++pair) {
+    const int64_t n = pair / s.heads;
+    const int64_t h = pair % s.heads;
+    for (int64_t q = 0; q < s.queries; ++q) {
+      const int64_t row = (n * s.queries + q) * s.heads + h;
+      const acc_t* loc = a.locations + row * samples * 2;
+      const acc_t* attn = a.weights + row * samples;
+      acc_t* grad_loc = a.grad_locations + row * samples * 2;
+      acc_t* grad_attn = a.grad_weights + row * samples;
+      const scalar_t* go = a.grad_output + row * s.channels;
+      for (int64_t d = 0; d < s.channels; ++d) grad_out[d] = static_cast<acc_t>(go[d]);
       for (int64_t l = 0; l < s.levels; ++l) {
-        const scalar_t* level = value + ((n * s.positions + starts[l]) * s.heads + h) * s.channels;
+        const int64_t offset = ((n * s.positions + a.starts[l]) * s.heads + h) * s.channels;
+        const scalar_t* level = a.value + offset;
+        acc_t* grad_level = a.grad_value + offset;
         for (int64_t p = 0; p < s.points; ++p) {
           const int64_t k = l * s.points + p;
-          const auto f = msda::bilinear_footprint<acc_t>(loc[2 * k], loc[2 * k + 1], shapes[2 * l], shapes[2 * l + 1]);
+          const auto f =
+              msda::bilinear_footprint<acc_t>(loc[2 * k], loc[2 * k + 1], a.shapes[2 * l], a.shapes[2 * l + 1]);
           if (!f.any_inside) continue;
           if (f.all_inside) {
-            accumulate_sample<true>(acc.data(), level, position_stride, f, attn[k], s.channels);
+            backward_sample<true>(level, grad_level, position_stride, f, attn[k], grad_out, s.channels,
+                                  grad_loc + 2 * k, grad_attn + k);
           } else {
-            accumulate_sample<false>(acc.data(), level, position_stride, f, attn[k], s.channels);
+            backward_sample<false>(level, grad_level, position_stride, f, attn[k], grad_out, s.channels,
+                                   grad_loc + 2 * k, grad_attn + k);
           }
         }
       }
-      scalar_t* out = output + row * s.channels;
-      for (int64_t d = 0; d < s.channels; ++d) out[d] = static_cast<scalar_t>(acc[d]);
     }
+  }
+}
+
+// One out-of-line entry per dtype, compiled for several instruction sets where the toolchain can pick one
+// at load time (GCC/Clang function multiversioning on x86-64 Linux): AVX-512 and AVX2 machines get wider
+// vectors than the baseline x86-64 build, without -march flags that would break other machines.
+#define M2FR_DEFINE_CPU_ENTRIES(scalar_t)                                                                      \
+  M2FR_CPU_CLONES void run_forward_tasks(const KernelArgs<scalar_t>& a, int64_t begin, int64_t end,            \
+                                         at::opmath_type<scalar_t>* scratch) {                                 \
+    forward_tasks<scalar_t>(a, begin, end, scratch);                                                           \
+  }                                                                                                            \
+  M2FR_CPU_CLONES void run_backward_pairs(const KernelArgs<scalar_t>& a, int64_t begin, int64_t end,           \
+                                          at::opmath_type<scalar_t>* scratch) {                                \
+    backward_pairs<scalar_t>(a, begin, end, scratch);                                                          \
+  }
+M2FR_DEFINE_CPU_ENTRIES(float)
+M2FR_DEFINE_CPU_ENTRIES(double)
+M2FR_DEFINE_CPU_ENTRIES(c10::Half)
+M2FR_DEFINE_CPU_ENTRIES(c10::BFloat16)
+#undef M2FR_DEFINE_CPU_ENTRIES
+
+template <typename scalar_t>
+void forward_kernel(const KernelArgs<scalar_t>& a) {
+  const Sizes& s = a.s;
+  const int64_t work_per_task = std::max<int64_t>(1, s.levels * s.points * 4 * s.channels);
+  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / work_per_task);
+  at::parallel_for(0, s.batch * s.heads * s.queries, grain, [&](int64_t begin, int64_t end) {
+    std::vector<at::opmath_type<scalar_t>> scratch(s.channels);
+    run_forward_tasks(a, begin, end, scratch.data());
   });
 }
 
 template <typename scalar_t>
-void backward_kernel(const Sizes& s, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                     const at::opmath_type<scalar_t>* locations, const at::opmath_type<scalar_t>* weights,
-                     const scalar_t* grad_output, at::opmath_type<scalar_t>* grad_value,
-                     at::opmath_type<scalar_t>* grad_locations, at::opmath_type<scalar_t>* grad_weights) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t samples = s.levels * s.points;
-  const int64_t position_stride = s.heads * s.channels;
-  at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> grad_out(s.channels);
-    for (int64_t pair = begin; pair < end; ++pair) {
-      const int64_t n = pair / s.heads;
-      const int64_t h = pair % s.heads;
-      for (int64_t q = 0; q < s.queries; ++q) {
-        const int64_t row = (n * s.queries + q) * s.heads + h;
-        const acc_t* loc = locations + row * samples * 2;
-        const acc_t* attn = weights + row * samples;
-        acc_t* grad_loc = grad_locations + row * samples * 2;
-        acc_t* grad_attn = grad_weights + row * samples;
-        const scalar_t* go = grad_output + row * s.channels;
-        for (int64_t d = 0; d < s.channels; ++d) grad_out[d] = static_cast<acc_t>(go[d]);
-        for (int64_t l = 0; l < s.levels; ++l) {
-          const int64_t offset = ((n * s.positions + starts[l]) * s.heads + h) * s.channels;
-          const scalar_t* level = value + offset;
-          acc_t* grad_level = grad_value + offset;
-          for (int64_t p = 0; p < s.points; ++p) {
-            const int64_t k = l * s.points + p;
-            const auto f =
-                msda::bilinear_footprint<acc_t>(loc[2 * k], loc[2 * k + 1], shapes[2 * l], shapes[2 * l + 1]);
-            if (!f.any_inside) continue;
-            if (f.all_inside) {
-              backward_sample<true>(level, grad_level, position_stride, f, attn[k], grad_out.data(), s.channels,
-                                    grad_loc + 2 * k, grad_attn + k);
-            } else {
-              backward_sample<false>(level, grad_level, position_stride, f, attn[k], grad_out.data(), s.channels,
-                                     grad_loc + 2 * k, grad_attn + k);
-            }
-          }
-        }
-      }
-    }
+void backward_kernel(const KernelArgs<scalar_t>& a) {
+  at::parallel_for(0, a.s.batch * a.s.heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<at::opmath_type<scalar_t>> scratch(a.s.channels);
+    run_backward_pairs(a, begin, end, scratch.data());
   });
 }
 
@@ -157,9 +219,10 @@ at::Tensor ms_deform_attn_cpu_forward(const at::Tensor& value, const at::Tensor&
   auto output = at::empty({s.batch, s.queries, s.heads * s.channels}, value.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_cpu_forward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    forward_kernel<scalar_t>(s, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
-                             level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<acc_t>(),
-                             attention_weights.data_ptr<acc_t>(), output.data_ptr<scalar_t>());
+    forward_kernel<scalar_t>({s, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
+                              level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<acc_t>(),
+                              attention_weights.data_ptr<acc_t>(), output.data_ptr<scalar_t>(), nullptr, nullptr,
+                              nullptr, nullptr});
   });
   return output;
 }
@@ -178,11 +241,11 @@ MSDeformAttnGrads ms_deform_attn_cpu_backward(const at::Tensor& value, const at:
   auto grad_weights = at::zeros_like(attention_weights);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_cpu_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    backward_kernel<scalar_t>(s, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
-                              level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<acc_t>(),
-                              attention_weights.data_ptr<acc_t>(), grad_output.data_ptr<scalar_t>(),
-                              grad_value.data_ptr<acc_t>(), grad_locations.data_ptr<acc_t>(),
-                              grad_weights.data_ptr<acc_t>());
+    backward_kernel<scalar_t>({s, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
+                               level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<acc_t>(),
+                               attention_weights.data_ptr<acc_t>(), nullptr, grad_output.data_ptr<scalar_t>(),
+                               grad_value.data_ptr<acc_t>(), grad_locations.data_ptr<acc_t>(),
+                               grad_weights.data_ptr<acc_t>()});
   });
   return {grad_value.to(value.scalar_type()), grad_locations, grad_weights};
 }
