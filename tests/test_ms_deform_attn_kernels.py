@@ -182,6 +182,21 @@ def test_cpu_backward_is_deterministic_across_thread_counts():
 
 
 @needs_cpu_kernel
+@pytest.mark.parametrize("threads", [3, 16])
+def test_cpu_backward_splits_queries_when_batch_times_heads_is_small(threads):
+    """batch x heads = 1 < threads: the queries are split into chunks with their own value-gradient copies."""
+    inputs = make_case(((5, 7), (2, 3)), n=1, q=13, heads=1, dim=6, points=2, dtype=torch.float64, outside=0.3)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = forward_backward("cpu", *inputs)
+    finally:
+        torch.set_num_threads(previous)
+    assert_matches(got, forward_backward("reference", *inputs), inputs[1], f"{threads} threads", atol=1e-12,
+                   rtol=1e-12)
+
+
+@needs_cpu_kernel
 def test_cpu_kernel_empty_queries_and_default_backend():
     value, spatial, start, loc, weights, _ = make_case(((3, 3),), n=2, q=0, heads=2, dim=4, points=2)
     assert ms_deform_attn(value, spatial, start, loc, weights, backend="cpu").shape == (2, 0, 8)

@@ -1,9 +1,11 @@
 // CPU kernel of multi-scale deformable attention (bilinear sampling from ms_deform_attn_common.h).
 //
 // Forward: parallel over batch x heads x queries; each task writes its own D output channels.
-// Backward: the value gradient is a scatter, so tasks are whole (batch, head) pairs: each owns a disjoint
-// slice of grad_value, grad_sampling_locations and grad_attention_weights, which needs no atomics and gives
-// the same bits whatever the number of threads.
+// Backward: the value gradient is a scatter, so a task is a (batch, head) pair with a range of queries,
+// writing a disjoint slice of grad_sampling_locations and grad_attention_weights and its own copy of the
+// pair's grad_value slice: no atomics. When batch x heads >= threads each pair is one task with one copy,
+// and results are the same bits whatever the number of threads; otherwise the queries are split into
+// chunks (batch x heads x chunks >= threads) whose grad_value copies are summed at the end.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -130,18 +132,24 @@ M2FR_ALWAYS_INLINE void forward_tasks(const KernelArgs<scalar_t>& a, int64_t beg
   }
 }
 
-// Backward of the (batch, head) pairs [begin, end), every query of each. grad_out: D scratch values.
+// Backward of tasks [begin, end); task = pair * chunks + chunk covers queries [chunk * Q / chunks,
+// (chunk + 1) * Q / chunks) of (batch, head) pair = n * H + h and accumulates the value gradient into copy
+// `chunk` of a.grad_value ([chunks, N, S, H, D]). grad_out: D scratch values.
 template <typename scalar_t>
-M2FR_ALWAYS_INLINE void backward_pairs(const KernelArgs<scalar_t>& a, int64_t begin, int64_t end,
+M2FR_ALWAYS_INLINE void backward_tasks(const KernelArgs<scalar_t>& a, int64_t chunks, int64_t begin, int64_t end,
                                        at::opmath_type<scalar_t>* grad_out) {
   using acc_t = at::opmath_type<scalar_t>;
   const Sizes& s = a.s;
   const int64_t samples = s.levels * s.points;
   const int64_t position_stride = s.heads * s.channels;
-  for (int64_t pair = begin; pair < end; ++pair) {
+  const int64_t value_numel = s.batch * s.positions * position_stride;
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t pair = task / chunks;
+    const int64_t chunk = task % chunks;
     const int64_t n = pair / s.heads;
     const int64_t h = pair % s.heads;
-    for (int64_t q = 0; q < s.queries; ++q) {
+    acc_t* grad_value = a.grad_value + chunk * value_numel;
+    for (int64_t q = chunk * s.queries / chunks; q < (chunk + 1) * s.queries / chunks; ++q) {
       const int64_t row = (n * s.queries + q) * s.heads + h;
       const acc_t* loc = a.locations + row * samples * 2;
       const acc_t* attn = a.weights + row * samples;
@@ -152,7 +160,7 @@ M2FR_ALWAYS_INLINE void backward_pairs(const KernelArgs<scalar_t>& a, int64_t be
       for (int64_t l = 0; l < s.levels; ++l) {
         const int64_t offset = ((n * s.positions + a.starts[l]) * s.heads + h) * s.channels;
         const scalar_t* level = a.value + offset;
-        acc_t* grad_level = a.grad_value + offset;
+        acc_t* grad_level = grad_value + offset;
         for (int64_t p = 0; p < s.points; ++p) {
           const int64_t k = l * s.points + p;
           const auto f =
@@ -179,9 +187,9 @@ M2FR_ALWAYS_INLINE void backward_pairs(const KernelArgs<scalar_t>& a, int64_t be
                                          at::opmath_type<scalar_t>* scratch) {                                 \
     forward_tasks<scalar_t>(a, begin, end, scratch);                                                           \
   }                                                                                                            \
-  M2FR_CPU_CLONES void run_backward_pairs(const KernelArgs<scalar_t>& a, int64_t begin, int64_t end,           \
-                                          at::opmath_type<scalar_t>* scratch) {                                \
-    backward_pairs<scalar_t>(a, begin, end, scratch);                                                          \
+  M2FR_CPU_CLONES void run_backward_tasks(const KernelArgs<scalar_t>& a, int64_t chunks, int64_t begin,        \
+                                          int64_t end, at::opmath_type<scalar_t>* scratch) {                   \
+    backward_tasks<scalar_t>(a, chunks, begin, end, scratch);                                                  \
   }
 M2FR_DEFINE_CPU_ENTRIES(float)
 M2FR_DEFINE_CPU_ENTRIES(double)
@@ -201,11 +209,19 @@ void forward_kernel(const KernelArgs<scalar_t>& a) {
 }
 
 template <typename scalar_t>
-void backward_kernel(const KernelArgs<scalar_t>& a) {
-  at::parallel_for(0, a.s.batch * a.s.heads, 1, [&](int64_t begin, int64_t end) {
+void backward_kernel(const KernelArgs<scalar_t>& a, int64_t chunks) {
+  at::parallel_for(0, a.s.batch * a.s.heads * chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<at::opmath_type<scalar_t>> scratch(a.s.channels);
-    run_backward_pairs(a, begin, end, scratch.data());
+    run_backward_tasks(a, chunks, begin, end, scratch.data());
   });
+}
+
+// Query chunks per (batch, head) pair so that every thread has a task (1 when pairs alone suffice).
+int64_t backward_chunks(const Sizes& s) {
+  const int64_t pairs = s.batch * s.heads;
+  const int64_t threads = at::get_num_threads();
+  if (pairs == 0 || pairs >= threads || s.queries < 2) return 1;
+  return std::min<int64_t>(s.queries, (threads + pairs - 1) / pairs);
 }
 
 }  // namespace
@@ -235,8 +251,11 @@ MSDeformAttnGrads ms_deform_attn_cpu_backward(const at::Tensor& value, const at:
                               level_start_index, sampling_locations, attention_weights, &grad_output);
   const Sizes s = Sizes::of(value, sampling_locations);
   const auto acc_dtype = at::toOpMathType(value.scalar_type());
-  // 16-bit values accumulate their gradient in float32 and are rounded once at the end.
-  auto grad_value = at::zeros(value.sizes(), value.options().dtype(acc_dtype));
+  const int64_t chunks = backward_chunks(s);
+  // One value-gradient copy per query chunk; 16-bit values accumulate in float32, rounded once at the end.
+  std::vector<int64_t> copies_shape{chunks};
+  copies_shape.insert(copies_shape.end(), value.sizes().begin(), value.sizes().end());
+  auto grad_value_copies = at::zeros(copies_shape, value.options().dtype(acc_dtype));
   auto grad_locations = at::zeros_like(sampling_locations);
   auto grad_weights = at::zeros_like(attention_weights);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_cpu_backward", [&] {
@@ -244,9 +263,11 @@ MSDeformAttnGrads ms_deform_attn_cpu_backward(const at::Tensor& value, const at:
     backward_kernel<scalar_t>({s, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
                                level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<acc_t>(),
                                attention_weights.data_ptr<acc_t>(), nullptr, grad_output.data_ptr<scalar_t>(),
-                               grad_value.data_ptr<acc_t>(), grad_locations.data_ptr<acc_t>(),
-                               grad_weights.data_ptr<acc_t>()});
+                               grad_value_copies.data_ptr<acc_t>(), grad_locations.data_ptr<acc_t>(),
+                               grad_weights.data_ptr<acc_t>()},
+                              chunks);
   });
+  auto grad_value = chunks == 1 ? grad_value_copies[0] : grad_value_copies.sum(0);
   return {grad_value.to(value.scalar_type()), grad_locations, grad_weights};
 }
 
