@@ -82,15 +82,18 @@ def _extension_setup() -> dict:
     class OptionalBuildExtension(cpp_extension.BuildExtension):
         """Builds the kernels; unless strict, a failure leaves a working pure-PyTorch install."""
 
-        def build_extension(self, ext):
+        def run(self):
             try:
-                super().build_extension(ext)
-            except Exception as e:  # compiler missing, unsupported toolkit, ...
+                super().run()
+            except Exception as e:  # no or unusable compiler, unsupported toolkit, compile error, ...
                 if strict:
                     raise
-                logger.warning("Could not build %s (%s: %s). The package falls back to the PyTorch path; set "
-                               "MASK2FORMER_RANKSEG_STRICT_BUILD=1 to see the failure.", ext.name,
+                logger.warning("Could not build the compiled kernels (%s: %s). The package falls back to the "
+                               "PyTorch path; set MASK2FORMER_RANKSEG_STRICT_BUILD=1 to see the failure.",
                                type(e).__name__, e)
+
+        def get_outputs(self):  # only what was built, so that installers do not look for a missing library
+            return [path for path in super().get_outputs() if os.path.exists(path)]
 
     return {"ext_modules": [extension], "cmdclass": {"build_ext": OptionalBuildExtension}}
 

@@ -18,6 +18,16 @@ namespace mask2former_rankseg {
 
 using MSDeformAttnGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 
+// The sizes a kernel loops over (N, S, H, D of value; Q, L, P of sampling_locations).
+struct MSDeformAttnSizes {
+  int64_t batch, positions, heads, channels, queries, levels, points;
+
+  static MSDeformAttnSizes of(const at::Tensor& value, const at::Tensor& sampling_locations) {
+    return {value.size(0), value.size(1), value.size(2), value.size(3), sampling_locations.size(1),
+            sampling_locations.size(3), sampling_locations.size(4)};
+  }
+};
+
 // Validates dtypes, devices, ranks and the shape relations between the arguments (not the values of
 // spatial_shapes, which the Python entry point checks without a device synchronisation in the kernel).
 void check_ms_deform_attn_inputs(const char* where, c10::DeviceType device_type, const at::Tensor& value,

@@ -34,14 +34,7 @@ namespace mask2former_rankseg {
 
 namespace {
 
-struct Sizes {
-  int64_t batch, positions, heads, channels, queries, levels, points;
-
-  static Sizes of(const at::Tensor& value, const at::Tensor& sampling_locations) {
-    return {value.size(0), value.size(1), value.size(2), value.size(3), sampling_locations.size(1),
-            sampling_locations.size(3), sampling_locations.size(4)};
-  }
-};
+using Sizes = MSDeformAttnSizes;
 
 struct AddInPlace {
   template <typename T>

@@ -25,14 +25,7 @@ constexpr int kWarpSize = 32;
 constexpr int kThreadsPerBlock = 256;
 constexpr int kWarpsPerBlock = kThreadsPerBlock / kWarpSize;
 
-struct Sizes {
-  int64_t batch, positions, heads, channels, queries, levels, points;
-
-  static Sizes of(const at::Tensor& value, const at::Tensor& sampling_locations) {
-    return {value.size(0), value.size(1), value.size(2), value.size(3), sampling_locations.size(1),
-            sampling_locations.size(3), sampling_locations.size(4)};
-  }
-};
+using Sizes = MSDeformAttnSizes;
 
 // Gradient accumulation into float32 or float64 buffers (16-bit values accumulate in float32).
 struct AtomicAdd {
@@ -45,6 +38,18 @@ struct AtomicAdd {
 #endif
   }
 };
+
+// Calls fn(task, lane) for this warp's tasks (grid-stride); task == (n * Q + q) * H + h, the row of
+// sampling_locations, attention_weights and output. Whole warps take the same task.
+template <typename Fn>
+__device__ __forceinline__ void for_each_warp_task(int64_t tasks, Fn&& fn) {
+  const int lane = threadIdx.x % kWarpSize;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t task = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarpSize; task < tasks;
+       task += stride) {
+    fn(task, lane);
+  }
+}
 
 template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {
@@ -60,12 +65,7 @@ __global__ void forward_kernel(Sizes s, const scalar_t* __restrict__ value, cons
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t samples = s.levels * s.points;
   const int64_t position_stride = s.heads * s.channels;
-  const int64_t tasks = s.batch * s.queries * s.heads;
-  const int lane = threadIdx.x % kWarpSize;
-  const int64_t warp_stride = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
-  for (int64_t task = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarpSize; task < tasks;
-       task += warp_stride) {
-    // task == (n * Q + q) * H + h: the row of sampling_locations, attention_weights and output.
+  for_each_warp_task(s.batch * s.queries * s.heads, [&](int64_t task, int lane) {
     const int64_t h = task % s.heads;
     const int64_t n = task / (s.heads * s.queries);
     const acc_t* loc = locations + task * samples * 2;
@@ -87,7 +87,7 @@ __global__ void forward_kernel(Sizes s, const scalar_t* __restrict__ value, cons
       }
       output[task * s.channels + d] = static_cast<scalar_t>(acc);
     }
-  }
+  });
 }
 
 template <typename scalar_t>
@@ -101,12 +101,8 @@ __global__ void backward_kernel(Sizes s, const scalar_t* __restrict__ value, con
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t samples = s.levels * s.points;
   const int64_t position_stride = s.heads * s.channels;
-  const int64_t tasks = s.batch * s.queries * s.heads;
-  const int lane = threadIdx.x % kWarpSize;
-  const int64_t warp_stride = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
   // Whole warps take the same task and the same samples, so the shuffles below see all 32 lanes.
-  for (int64_t task = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarpSize; task < tasks;
-       task += warp_stride) {
+  for_each_warp_task(s.batch * s.queries * s.heads, [&](int64_t task, int lane) {
     const int64_t h = task % s.heads;
     const int64_t n = task / (s.heads * s.queries);
     const acc_t* loc = locations + task * samples * 2;
@@ -143,7 +139,7 @@ __global__ void backward_kernel(Sizes s, const scalar_t* __restrict__ value, con
         }
       }
     }
-  }
+  });
 }
 
 int64_t blocks_for(int64_t tasks) {
