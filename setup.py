@@ -21,7 +21,7 @@ from setuptools import find_packages, setup
 
 logger = logging.getLogger("mask2former_rankseg.setup")
 ROOT = Path(__file__).resolve().parent
-CSRC = Path("mask2former_rankseg") / "csrc"
+CSRC = Path("mask2former_rankseg") / "ops" / "csrc"
 
 
 def _flag(name: str) -> bool:

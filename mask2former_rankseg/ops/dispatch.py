@@ -5,7 +5,7 @@ compiled extension ``mask2former_rankseg._C`` is importable and provides them. I
 never fails: the extension is imported lazily, once, and a missing or broken one is logged once and the
 reference path is used. Set ``MASK2FORMER_RANKSEG_FORCE_REFERENCE=1`` to force the reference path.
 
-The extension (``mask2former_rankseg/csrc``, built by ``setup.py``) exports, for each device kind it was
+The extension (``mask2former_rankseg/ops/csrc``, built by ``setup.py``) exports, for each device kind it was
 built for (``"cpu"`` always, ``"cuda"`` optionally), ``ms_deform_attn_{kind}_forward(value, spatial_shapes,
 level_start_index, sampling_locations, attention_weights) -> [N, Q, H*D]`` and
 ``ms_deform_attn_{kind}_backward(..., grad_output) -> (grad_value, grad_sampling_locations,
