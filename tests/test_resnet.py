@@ -1,6 +1,5 @@
 """ResNet backbone: shapes, strides, names, freezing, dilation, parity with torchvision's ResNet."""
 
-import re
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ import torchvision
 from mask2former_rankseg.config import get_cfg
 from mask2former_rankseg.layers import FrozenBatchNorm2d, ShapeSpec
 from mask2former_rankseg.modeling.backbone import build_resnet_backbone
+from mask2former_rankseg.utils.convert import torchvision_resnet_name
 
 
 def _cfg(depth=50, **overrides):
@@ -35,12 +35,9 @@ def test_shapes_and_strides(depth, channels):
         assert out[name].shape == (1, c, 64 // stride, 64 // stride)
 
 
-def _torchvision_to_d2(name: str) -> str:
-    name = name.replace("conv1.", "stem.conv1.", 1) if name.startswith("conv1.") else name
-    name = re.sub(r"^bn1\.", "stem.conv1.norm.", name)
-    name = re.sub(r"^layer(\d)", lambda m: f"res{int(m.group(1)) + 1}", name)
-    name = name.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
-    return re.sub(r"\.bn(\d)\.", r".conv\1.norm.", name)
+def _torchvision_to_d2(state):
+    """Backbone tensors of a torchvision state dict under detectron2's names (fc and counters dropped)."""
+    return {torchvision_resnet_name(k): v for k, v in state.items() if torchvision_resnet_name(k) is not None}
 
 
 @pytest.mark.parametrize("depth", [18, 50])
@@ -49,16 +46,14 @@ def test_parity_with_torchvision(depth):
     ours = _build(depth, FREEZE_AT=0, NORM="BN").eval()
     tv_params = sum(p.numel() for n, p in tv.named_parameters() if not n.startswith("fc."))
     assert sum(p.numel() for p in ours.parameters()) == tv_params
-    state = {_torchvision_to_d2(k): v for k, v in tv.state_dict().items() if not k.startswith("fc.")}
-    missing, unexpected = ours.load_state_dict(state, strict=False)
+    missing, unexpected = ours.load_state_dict(_torchvision_to_d2(tv.state_dict()), strict=False)
     assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing)
     with torch.no_grad():
         for m in tv.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-        ours.load_state_dict({_torchvision_to_d2(k): v for k, v in tv.state_dict().items() if "fc." not in k},
-                             strict=False)
+        ours.load_state_dict(_torchvision_to_d2(tv.state_dict()), strict=False)
         x = torch.randn(2, 3, 64, 64)
         t = tv.maxpool(tv.relu(tv.bn1(tv.conv1(x))))
         t = tv.layer4(tv.layer3(tv.layer2(tv.layer1(t))))

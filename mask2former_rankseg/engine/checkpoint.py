@@ -67,18 +67,19 @@ class IncompatibleKeys:
         return bool(self.missing or self.unexpected or self.shape_mismatch)
 
     def report(self) -> str:
-        """Grouped, readable listing (``a.b.{bias, weight}``)."""
-        parts = []
-        if self.missing:
-            parts.append(f"Missing in the checkpoint ({len(self.missing)} keys; kept as initialised):\n  "
-                         + "\n  ".join(_group_keys(self.missing)))
-        if self.unexpected:
-            parts.append(f"Unexpected in the checkpoint ({len(self.unexpected)} keys; ignored):\n  "
-                         + "\n  ".join(_group_keys(self.unexpected)))
-        if self.shape_mismatch:
-            parts.append(f"Shape mismatch ({len(self.shape_mismatch)} keys; skipped):\n  " + "\n  ".join(
-                f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in self.shape_mismatch))
-        return "\n".join(parts)
+        """A table, one row per key group (``a.b.{bias, weight}``): status, keys, checkpoint and model shapes."""
+        rows = [("missing", k, "", "") for k in _group_keys(self.missing)]
+        rows += [("unexpected", k, "", "") for k in _group_keys(self.unexpected)]
+        rows += [("shape mismatch", k, str(tuple(a)), str(tuple(b))) for k, a, b in self.shape_mismatch]
+        if not rows:
+            return ""
+        header = ("status", "keys", "checkpoint shape", "model shape")
+        widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        summary = (f"{len(self.missing)} missing (kept as initialised), {len(self.unexpected)} unexpected (ignored), "
+                   f"{len(self.shape_mismatch)} shape mismatches (skipped)")
+        return summary + ":\n" + "\n".join(lines)
 
 
 def _group_keys(keys: Iterable[str]) -> List[str]:
@@ -418,6 +419,7 @@ class Checkpointer:
                     renamed[mapping[ck]] = value
                 elif ck not in skipped:
                     result.unexpected.append(ck)
+            _log_heuristic_matches(mapping, len(state), source)
             state = renamed
         to_load = {}
         for k, v in state.items():
@@ -443,6 +445,19 @@ class Checkpointer:
         else:
             logger.info("Loaded all %d model tensors from %s", len(to_load), source)
         return result
+
+
+def _log_heuristic_matches(mapping: Mapping[str, str], num_checkpoint_keys: int, source: str) -> None:
+    """Say what suffix matching did: how many keys, under which added prefixes (``backbone.``: 318 keys)."""
+    prefixes: Dict[str, int] = defaultdict(int)
+    for ck, mk in mapping.items():
+        prefixes[mk[: len(mk) - len(ck)]] += 1
+    summary = ", ".join(f"{p or '(none)'!r}: {n}" for p, n in sorted(prefixes.items(), key=lambda kv: -kv[1]))
+    logger.info("Matched %d of %d keys of %s to the model by name suffix (detectron2's heuristic for backbone "
+                "checkpoints); prefixes added: %s.", len(mapping), num_checkpoint_keys, source, summary or "none")
+    for ck, mk in sorted(mapping.items(), key=lambda kv: kv[1]):
+        if ck != mk:
+            logger.debug("  %s -> %s", ck, mk)
 
 
 def _strip_prefix(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:

@@ -1,0 +1,77 @@
+"""Weight-file conversion helpers shared by the ``tools/convert-*.py`` scripts.
+
+Converted files use detectron2's model-zoo format: a pickle of ``{"model": {name: numpy array},
+"__author__": str, "matching_heuristics": True}``, which :class:`~mask2former_rankseg.engine.Checkpointer`
+reads with its restricted unpickler and matches into ``backbone.`` by name suffix.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import torch
+
+__all__ = ["ConversionError", "read_state_dict", "torchvision_resnet_name", "write_d2_pkl"]
+
+
+class ConversionError(ValueError):
+    """The input is not a weight file of the expected kind (the message names the file and the fix)."""
+
+
+def read_state_dict(path: str | Path, *, wrappers=("model", "state_dict")) -> Dict[str, torch.Tensor]:
+    """Tensors of a ``.pth``/``.pt``/``.bin`` file (``torch.load(weights_only=True)``) or ``.safetensors`` file.
+
+    A dict holding the state dict under one of ``wrappers`` is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such file.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            data = load_file(str(path))
+        else:
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise ConversionError(f"{path}: not a readable PyTorch weight file ({type(e).__name__}: {e}).") from e
+    for key in wrappers:
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+            break
+    if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ConversionError(
+            f"{path}: expected a state dict of tensors (or a dict with one under {list(wrappers)}), got "
+            f"{type(data).__name__}" + (f" with keys {sorted(data)[:5]}" if isinstance(data, dict) else "") + "."
+        )
+    return dict(data)
+
+
+def write_d2_pkl(path: str | Path, weights: Mapping[str, torch.Tensor], author: str) -> None:
+    """Write ``weights`` in detectron2's model-zoo format, atomically (nothing half-written on failure)."""
+    from ..engine.checkpoint import atomic_write
+
+    model = {k: v.detach().cpu().numpy() for k, v in weights.items()}
+    payload = {"model": model, "__author__": author, "matching_heuristics": True}
+    atomic_write(path, lambda f: pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def torchvision_resnet_name(name: str) -> Optional[str]:
+    """torchvision ResNet name -> detectron2 ResNet name, or None for what a backbone does not hold.
+
+    ``conv1``/``bn1`` -> ``stem.conv1``/``stem.conv1.norm``; ``layer{i}`` -> ``res{i+1}``; ``bn{j}`` ->
+    ``conv{j}.norm``; ``downsample.0``/``.1`` -> ``shortcut``/``shortcut.norm``. The ImageNet classifier
+    (``fc.*``) and BatchNorm's ``num_batches_tracked`` counters return None.
+    """
+    if name.startswith("fc.") or name.endswith("num_batches_tracked"):
+        return None
+    if name.startswith("conv1."):
+        return "stem." + name
+    if name.startswith("bn1."):
+        return "stem.conv1.norm." + name[len("bn1."):]
+    name = re.sub(r"^layer(\d)\.", lambda m: f"res{int(m.group(1)) + 1}.", name)
+    name = name.replace(".downsample.0.", ".shortcut.").replace(".downsample.1.", ".shortcut.norm.")
+    return re.sub(r"\.bn(\d)\.", r".conv\1.norm.", name)

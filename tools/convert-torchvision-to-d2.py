@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Convert a torchvision ResNet checkpoint to a detectron2-format ``.pkl`` for ``MODEL.WEIGHTS``.
+
+    python tools/convert-torchvision-to-d2.py resnet50-0676ba61.pth R-50.pkl
+
+The output holds the backbone only (the ImageNet classifier ``fc`` and BatchNorm counters are dropped) under
+detectron2's ResNet names, with ``matching_heuristics`` so that the names are matched into ``backbone.``
+when loaded. torchvision's ResNets put the stride in the 3x3 convolution and take RGB input normalised by
+ImageNet statistics, so use them with::
+
+    MODEL:
+      WEIGHTS: "R-50.pkl"
+      PIXEL_MEAN: [123.675, 116.280, 103.530]
+      PIXEL_STD: [58.395, 57.120, 57.375]
+      RESNETS: {DEPTH: 50, STRIDE_IN_1X1: False}
+    INPUT:
+      FORMAT: "RGB"
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+from mask2former_rankseg.utils.convert import ConversionError, read_state_dict, torchvision_resnet_name, write_d2_pkl
+
+logger = logging.getLogger("convert-torchvision-to-d2")
+
+
+def convert(source: str, output: str) -> int:
+    """Convert ``source`` into ``output``; returns the number of tensors written."""
+    state = read_state_dict(source)
+    if not any(k.startswith("layer1.") for k in state):
+        raise ConversionError(f"{source}: no 'layer1.*' keys; this is not a torchvision ResNet state dict "
+                              f"(first keys: {sorted(state)[:5]}).")
+    converted = {}
+    for name, tensor in state.items():
+        new = torchvision_resnet_name(name)
+        if new is None:
+            logger.info("dropped %s", name)
+            continue
+        logger.debug("%s -> %s", name, new)
+        converted[new] = tensor
+    write_d2_pkl(output, converted, author="torchvision")
+    logger.info("Wrote %d tensors to %s", len(converted), output)
+    return len(converted)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="torchvision ResNet .pth (a state dict)")
+    parser.add_argument("output", help="where to write the detectron2-format .pkl")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        convert(args.source, args.output)
+    except ConversionError as e:
+        logger.error("error: %s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
