@@ -234,3 +234,29 @@ def test_unreachable_url_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(ckpt_module, "_path_manager", lambda: Offline())
     with pytest.raises(CheckpointError, match="Cannot download checkpoint https://.*MODEL.WEIGHTS"):
         Checkpointer(Tiny()).load("detectron2://ImageNetPretrained/torchvision/R-50.pkl")
+
+
+def test_urls_are_resolved_and_cached_through_the_path_manager(tmp_path, monkeypatch):
+    """detectron2:// names map to detectron2's model zoo; the download goes through iopath's cache once per
+    URL; ``?matching_heuristics=True`` turns suffix matching on for files that do not ask for it."""
+    from mask2former_rankseg.engine import checkpoint as ckpt_module
+
+    _official_pkl(tmp_path / "R-50.pkl")
+    torch.save({"model": {"res2.0.conv1.weight": torch.full((4, 3, 3, 3), 2.0)}}, tmp_path / "plain.pth")
+    fetched = []
+
+    class Cache:  # stands in for iopath's HTTPURLHandler: URL -> a local file in its cache
+        def get_local_path(self, url):
+            fetched.append(url)
+            return str(tmp_path / Path(url).name)
+
+    monkeypatch.setattr(ckpt_module, "_path_manager", lambda: Cache())
+    model = Tiny()
+    Checkpointer(model).load("detectron2://ImageNetPretrained/torchvision/R-50.pkl")
+    assert fetched == ["https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/torchvision/R-50.pkl"]
+    assert torch.all(model.backbone.res2[0].conv1.weight == 0.5)
+    Checkpointer(model).load("https://example.com/weights/plain.pth?matching_heuristics=True")
+    assert fetched[-1] == "https://example.com/weights/plain.pth"  # the query is ours, not the server's
+    assert torch.all(model.backbone.res2[0].conv1.weight == 2.0)
+    with pytest.raises(ValueError, match="Unsupported query"):
+        Checkpointer(model).load("https://example.com/weights/plain.pth?token=1")
