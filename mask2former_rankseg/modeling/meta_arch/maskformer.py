@@ -24,6 +24,7 @@ from ..rankseg import (
     suppress_absent,
 )
 from ..registry import META_ARCH_REGISTRY
+from .postprocess import semantic_inference
 
 logger = logging.getLogger(__name__)
 
@@ -277,15 +278,3 @@ class MaskFormer(nn.Module):
             results.append(result)
         return results
 
-
-def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
-    """Per-pixel class scores from mask classification.
-
-    Args:
-        mask_cls: [Q, K+1] class logits (last = "no object").
-        mask_pred: [Q, H, W] mask logits.
-    Returns:
-        [K, H, W] = sum_q softmax(mask_cls)[q, :K] * sigmoid(mask_pred)[q].
-    """
-    probs = F.softmax(mask_cls, dim=-1)[..., :-1]
-    return torch.einsum("qc,qhw->chw", probs, mask_pred.sigmoid())
