@@ -138,3 +138,39 @@ def test_topk_larger_than_num_classes_is_a_config_error():
     cfg = _tiny_cfg(SYNTHETIC_RANKSEG, "MODEL.RANKSEG.TOPK", 13)
     with pytest.raises(ValueError, match="TOPK"):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("rankseg", [False, True])
+def test_panoptic_and_instance_outputs(rankseg):
+    """With PANOPTIC_ON and INSTANCE_ON the model returns all three results; things come from the metadata."""
+    from mask2former_rankseg.data.catalog import MetadataCatalog
+
+    name = "_test_panoptic_things"
+    MetadataCatalog.get(name).set(thing_dataset_id_to_contiguous_id={1: 0, 3: 2, 5: 4})
+    cfg = _tiny_cfg(SYNTHETIC_RANKSEG if rankseg else SYNTHETIC, "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True,
+                    "MODEL.MASK_FORMER.TEST.INSTANCE_ON", True, "DATASETS.TEST", (name,),
+                    "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", 0.0, "TEST.DETECTIONS_PER_IMAGE", 7)
+    model = build_model(cfg).eval()
+    assert model.thing_classes == [0, 2, 4]
+    with torch.no_grad():
+        outputs = model(_batch(12, size=64, with_gt=False))
+    for out in outputs:
+        assert out["sem_seg"].shape == (12, 64, 64)
+        seg, segments = out["panoptic_seg"]
+        assert seg.shape == (64, 64) and seg.dtype == torch.int32
+        assert set(seg.unique().tolist()) - {0} == {s["id"] for s in segments}
+        for s in segments:
+            assert s["isthing"] == (s["category_id"] in (0, 2, 4))
+        inst = out["instances"]
+        assert inst.image_size == (64, 64) and inst.pred_masks.shape[1:] == (64, 64)
+        assert len(inst) <= 7 and set(inst.pred_classes.tolist()) <= {0, 2, 4}  # panoptic models: things only
+        assert ("multilabel" in out) == rankseg
+
+
+def test_panoptic_needs_thing_metadata():
+    cfg = _tiny_cfg(SYNTHETIC, "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True, "DATASETS.TEST", ("_no_such_dataset",))
+    with pytest.raises(ValueError, match="'_no_such_dataset'.*thing_dataset_id_to_contiguous_id"):
+        build_model(cfg)
+    cfg = _tiny_cfg(SYNTHETIC, "MODEL.MASK_FORMER.TEST.SEMANTIC_ON", False)
+    with pytest.raises(ValueError, match="all False"):
+        build_model(cfg)

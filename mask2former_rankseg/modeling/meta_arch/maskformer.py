@@ -24,7 +24,7 @@ from ..rankseg import (
     suppress_absent,
 )
 from ..registry import META_ARCH_REGISTRY
-from .postprocess import semantic_inference
+from .postprocess import instance_inference, panoptic_inference, semantic_inference
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +82,15 @@ class MaskFormer(nn.Module):
         ml_topk: int = 0,
         ml_use_gt: bool = False,
         ml_share_embedding: bool = False,
+        thing_classes: Optional[Sequence[int]] = None,
     ):
         super().__init__()
-        if panoptic_on or instance_on:
-            raise NotImplementedError(
-                "MODEL.MASK_FORMER.TEST.PANOPTIC_ON / INSTANCE_ON are not yet supported by this version "
-                "of mask2former_rankseg (semantic inference only); set them to False."
-            )
-        if not semantic_on:
-            raise ValueError("MODEL.MASK_FORMER.TEST.SEMANTIC_ON is False and no other inference is on.")
+        if not (semantic_on or panoptic_on or instance_on):
+            raise ValueError("MODEL.MASK_FORMER.TEST: SEMANTIC_ON, PANOPTIC_ON and INSTANCE_ON are all False; "
+                             "turn at least one on.")
+        if panoptic_on and thing_classes is None:
+            raise ValueError("Panoptic inference needs thing_classes (the contiguous ids of the thing classes, "
+                             "from the test dataset's thing_dataset_id_to_contiguous_id).")
         if (ml_head is None) != (ml_norm is None):
             raise ValueError("RankSeg needs both ml_head and ml_norm (or neither).")
         if ml_head is not None and not 0 < ml_topk <= num_classes:
@@ -112,6 +112,7 @@ class MaskFormer(nn.Module):
         self.panoptic_on = panoptic_on
         self.instance_on = instance_on
         self.test_topk_per_image = test_topk_per_image
+        self.thing_classes = None if thing_classes is None else sorted(int(c) for c in thing_classes)
 
         self.ml_head = ml_head
         self.ml_norm = ml_norm
@@ -167,11 +168,15 @@ class MaskFormer(nn.Module):
             pixel_std=cfg.MODEL.PIXEL_STD,
             object_mask_threshold=mf.TEST.OBJECT_MASK_THRESHOLD,
             overlap_threshold=mf.TEST.OVERLAP_THRESHOLD,
+            sem_seg_postprocess_before_inference=(
+                mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE or mf.TEST.PANOPTIC_ON or mf.TEST.INSTANCE_ON
+            ),
             semantic_on=mf.TEST.SEMANTIC_ON,
             panoptic_on=mf.TEST.PANOPTIC_ON,
             instance_on=mf.TEST.INSTANCE_ON,
             test_topk_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             ml_use_gt=rs.USE_GT,
+            thing_classes=_thing_classes(cfg) if mf.TEST.PANOPTIC_ON else None,
             **ml_kwargs,
         )
 
@@ -271,10 +276,42 @@ class MaskFormer(nn.Module):
         ):
             height = batched_inputs[i].get("height", image_size[0])
             width = batched_inputs[i].get("width", image_size[1])
-            mask_pred = sem_seg_postprocess(mask_pred, image_size, height, width)
-            result = {"sem_seg": semantic_inference(mask_cls.to(mask_pred), mask_pred)}
+            result = {}
+            if self.sem_seg_postprocess_before_inference:
+                mask_pred = sem_seg_postprocess(mask_pred, image_size, height, width)
+                mask_cls = mask_cls.to(mask_pred)
+            if self.semantic_on:
+                sem_seg = semantic_inference(mask_cls, mask_pred)
+                if not self.sem_seg_postprocess_before_inference:
+                    sem_seg = sem_seg_postprocess(sem_seg, image_size, height, width)
+                result["sem_seg"] = sem_seg
+            if self.panoptic_on:
+                result["panoptic_seg"] = panoptic_inference(
+                    mask_cls, mask_pred, self.thing_classes, self.object_mask_threshold, self.overlap_threshold
+                )
+            if self.instance_on:
+                result["instances"] = instance_inference(
+                    mask_cls, mask_pred, self.test_topk_per_image,
+                    thing_classes=self.thing_classes if self.panoptic_on else None,
+                )
             if image_logits is not None:
                 result["multilabel"] = {"scores": image_logits[i], "topk": topk_index[i, :-1]}
             results.append(result)
         return results
 
+
+def _thing_classes(cfg) -> List[int]:
+    """Contiguous ids of the thing classes of the first test dataset (what panoptic inference calls things)."""
+    from ...data.catalog import MetadataCatalog
+
+    if not cfg.DATASETS.TEST:
+        raise ValueError("MODEL.MASK_FORMER.TEST.PANOPTIC_ON needs DATASETS.TEST (its metadata names the thing "
+                         "classes).")
+    mapping = MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_dataset_id_to_contiguous_id")
+    if mapping is None:
+        raise ValueError(
+            f"MODEL.MASK_FORMER.TEST.PANOPTIC_ON needs the thing classes of DATASETS.TEST[0]="
+            f"{cfg.DATASETS.TEST[0]!r}, but its metadata has no thing_dataset_id_to_contiguous_id (is the dataset "
+            "registered? see datasets/README.md), or turn PANOPTIC_ON off."
+        )
+    return sorted(int(v) for v in mapping.values())
