@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...layers import drop_path
+
 
 class GroupWiseLinear(nn.Module):
     """One weight vector and bias per category: ``logit_k = <W_k, x_k> + b_k``.
@@ -81,11 +83,7 @@ class Block(nn.Module):
         self.drop_path = drop_path
 
     def _drop_path(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_path == 0.0:
-            return x
-        keep = 1.0 - self.drop_path
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
+        return drop_path(x, self.drop_path, self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self._drop_path(self.attn(self.norm1(x)))
