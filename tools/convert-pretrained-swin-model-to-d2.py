@@ -25,7 +25,6 @@ For timm checkpoints (``layers.{i}.downsample`` at the start of a stage, ``head.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -34,7 +33,7 @@ from typing import Dict, List, Optional
 import torch
 
 from mask2former_rankseg.modeling.backbone.swin import OFFICIAL_SWIN_KEY
-from mask2former_rankseg.utils.convert import ConversionError, read_state_dict, write_d2_pkl
+from mask2former_rankseg.utils.convert import ConversionError, converter_main, read_state_dict, write_d2_pkl
 
 logger = logging.getLogger("convert-pretrained-swin-model-to-d2")
 
@@ -72,26 +71,11 @@ def convert(source: str, output: str) -> int:
             raise ConversionError(f"{source}: absolute_pos_embed {tuple(ape.shape)} is not a square grid.")
         state["absolute_pos_embed"] = ape.transpose(1, 2).reshape(1, ape.shape[2], side, side)
         logger.info("absolute_pos_embed %s -> %s", tuple(ape.shape), tuple(state["absolute_pos_embed"].shape))
-    for name, tensor in state.items():
-        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
-            state[name] = tensor.float()
-    write_d2_pkl(output, state, author="third_party")
-    logger.info("Wrote %d tensors to %s", len(state), output)
-    return len(state)
+    return write_d2_pkl(output, state, author="third_party")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="official Swin checkpoint (.pth holding {'model': state dict})")
-    parser.add_argument("output", help="where to write the detectron2-format .pkl")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        convert(args.source, args.output)
-    except ConversionError as e:
-        logger.error("error: %s", e)
-        return 1
-    return 0
+    return converter_main(convert, __doc__, "official Swin checkpoint (.pth holding {'model': state dict})", argv)
 
 
 if __name__ == "__main__":

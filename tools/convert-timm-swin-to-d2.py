@@ -19,7 +19,6 @@ Use the result like an official one (RGB input with ImageNet statistics; ``INPUT
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import re
@@ -29,7 +28,7 @@ from typing import Dict, List, Optional
 import torch
 
 from mask2former_rankseg.modeling.backbone.swin import OFFICIAL_SWIN_KEY, relative_position_index
-from mask2former_rankseg.utils.convert import ConversionError, read_state_dict, write_d2_pkl
+from mask2former_rankseg.utils.convert import ConversionError, converter_main, read_state_dict, write_d2_pkl
 
 logger = logging.getLogger("convert-timm-swin-to-d2")
 
@@ -86,26 +85,11 @@ def timm_swin_to_official(state: Dict[str, torch.Tensor], source: str = "input")
 def convert(source: str, output: str) -> int:
     """Convert ``source`` into ``output``; returns the number of tensors written."""
     state = timm_swin_to_official(read_state_dict(source), source)
-    for name, tensor in state.items():
-        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
-            state[name] = tensor.float()
-    write_d2_pkl(output, state, author="timm")
-    logger.info("Wrote %d tensors to %s", len(state), output)
-    return len(state)
+    return write_d2_pkl(output, state, author="timm")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="timm Swin state dict (.pth, .bin or .safetensors)")
-    parser.add_argument("output", help="where to write the detectron2-format .pkl")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        convert(args.source, args.output)
-    except ConversionError as e:
-        logger.error("error: %s", e)
-        return 1
-    return 0
+    return converter_main(convert, __doc__, 'timm Swin state dict (.pth, .bin or .safetensors)', argv)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,17 @@ ImageNet statistics, so use them with::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from typing import List, Optional
 
-from mask2former_rankseg.utils.convert import ConversionError, read_state_dict, torchvision_resnet_name, write_d2_pkl
+from mask2former_rankseg.utils.convert import (
+    ConversionError,
+    converter_main,
+    read_state_dict,
+    torchvision_resnet_name,
+    write_d2_pkl,
+)
 
 logger = logging.getLogger("convert-torchvision-to-d2")
 
@@ -43,23 +48,11 @@ def convert(source: str, output: str) -> int:
             continue
         logger.debug("%s -> %s", name, new)
         converted[new] = tensor
-    write_d2_pkl(output, converted, author="torchvision")
-    logger.info("Wrote %d tensors to %s", len(converted), output)
-    return len(converted)
+    return write_d2_pkl(output, converted, author="torchvision")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="torchvision ResNet .pth (a state dict)")
-    parser.add_argument("output", help="where to write the detectron2-format .pkl")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        convert(args.source, args.output)
-    except ConversionError as e:
-        logger.error("error: %s", e)
-        return 1
-    return 0
+    return converter_main(convert, __doc__, 'torchvision ResNet .pth (a state dict)', argv)
 
 
 if __name__ == "__main__":

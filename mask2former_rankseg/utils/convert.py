@@ -7,14 +7,18 @@ reads with its restricted unpickler and matches into ``backbone.`` by name suffi
 
 from __future__ import annotations
 
+import argparse
+import logging
 import pickle
 import re
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
 import torch
 
-__all__ = ["ConversionError", "read_state_dict", "torchvision_resnet_name", "write_d2_pkl"]
+__all__ = ["ConversionError", "converter_main", "read_state_dict", "torchvision_resnet_name", "write_d2_pkl"]
+
+logger = logging.getLogger(__name__)
 
 
 class ConversionError(ValueError):
@@ -50,13 +54,33 @@ def read_state_dict(path: str | Path, *, wrappers=("model", "state_dict")) -> Di
     return dict(data)
 
 
-def write_d2_pkl(path: str | Path, weights: Mapping[str, torch.Tensor], author: str) -> None:
-    """Write ``weights`` in detectron2's model-zoo format, atomically (nothing half-written on failure)."""
+def write_d2_pkl(path: str | Path, weights: Mapping[str, torch.Tensor], author: str) -> int:
+    """Write ``weights`` in detectron2's model-zoo format, atomically (nothing half-written on failure);
+    bfloat16 tensors are stored as float32 (numpy has no bfloat16). Returns the number of tensors."""
     from ..engine.checkpoint import atomic_write
 
-    model = {k: v.detach().cpu().numpy() for k, v in weights.items()}
+    model = {k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy() for k, v in weights.items()}
     payload = {"model": model, "__author__": author, "matching_heuristics": True}
     atomic_write(path, lambda f: pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL))
+    logger.info("Wrote %d tensors to %s", len(model), path)
+    return len(model)
+
+
+def converter_main(convert: Callable[[str, str], int], description: str, source_help: str,
+                   argv: Optional[List[str]] = None) -> int:
+    """Command line of a ``tools/convert-*.py`` script: ``SOURCE OUTPUT``; exit status 1 with one error line
+    (naming the file and the problem) on a :class:`ConversionError`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help=source_help)
+    parser.add_argument("output", help="where to write the detectron2-format .pkl")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        convert(args.source, args.output)
+    except ConversionError as e:
+        logging.getLogger("convert").error("error: %s", e)
+        return 1
+    return 0
 
 
 def torchvision_resnet_name(name: str) -> Optional[str]:
