@@ -212,3 +212,36 @@ def test_existing_output_is_kept_on_failure(tmp_path, caplog):
         assert _tool("convert-timm-swin-to-d2").main([str(source), str(output)]) == 1
     assert output.read_bytes() == b"previous"
     assert "not a readable PyTorch weight file" in caplog.text
+
+
+def test_converted_swin_loads_into_a_mask2former_model_through_model_weights(tmp_path, caplog):
+    """MODEL.WEIGHTS with a converted ImageNet Swin file: every backbone tensor is matched into ``backbone.`` by
+    the suffix heuristic (and logged); the classifier, final norm and attn_mask buffers are reported unexpected;
+    the head and the per-stage norms stay as initialised (missing)."""
+    from mask2former_rankseg.config import get_cfg
+    from mask2former_rankseg.engine import Checkpointer
+    from mask2former_rankseg.modeling import build_model
+
+    torch.manual_seed(0)
+    source_model = D2SwinTransformer(window_size=7, drop_path_rate=0.0, **SMALL).eval()
+    _randomize_norms(source_model)
+    source, output = tmp_path / "swin_tiny_patch4_window7_224.pth", tmp_path / "swin.pkl"
+    torch.save({"model": _official_state(source_model)}, source)
+    assert _tool("convert-pretrained-swin-model-to-d2").main([str(source), str(output)]) == 0
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(ROOT / "configs/synthetic/maskformer2_R18_synthetic.yaml"))
+    cfg.merge_from_list(["MODEL.BACKBONE.NAME", "D2SwinTransformer", "MODEL.SWIN.EMBED_DIM", 32,
+                         "MODEL.SWIN.DEPTHS", [2, 2, 2, 2], "MODEL.SWIN.NUM_HEADS", [1, 2, 4, 8],
+                         "MODEL.SWIN.DROP_PATH_RATE", 0.0, "MODEL.WEIGHTS", str(output)])
+    model = build_model(cfg).eval()
+    with caplog.at_level(logging.INFO):
+        incompatible = Checkpointer(model).load(cfg.MODEL.WEIGHTS)["incompatible"]
+    backbone_keys = [k for k in source_model.state_dict() if not k.startswith("norm")]
+    assert f"Matched {len(backbone_keys)} of" in caplog.text and f"'backbone.': {len(backbone_keys)}" in caplog.text
+    assert not incompatible.shape_mismatch
+    assert {k for k in incompatible.unexpected} == {"head.weight", "head.bias", "norm.weight", "norm.bias"} | {
+        f"layers.{i}.blocks.1.attn_mask" for i in range(3)}
+    assert not [k for k in incompatible.missing if k.startswith("backbone.") and not k.startswith("backbone.norm")]
+    for k in backbone_keys:
+        torch.testing.assert_close(model.state_dict()[f"backbone.{k}"], source_model.state_dict()[k], rtol=0, atol=0)
