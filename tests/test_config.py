@@ -116,3 +116,78 @@ def test_topk_larger_than_num_classes():
     cfg.merge_from_list(["MODEL.RANKSEG.TOPK", 150, "MODEL.RANKSEG.SHARE_EMBEDDING", True])
     with pytest.raises(ConfigError, match="SHARE_EMBEDDING"):
         validate_config(cfg)
+
+
+# Upstream RankSeg's Mask2Former config tree (openseg-group/RankSeg, mask2former/configs): every file must be here.
+UPSTREAM_CONFIGS = [
+    "ade20k/panoptic-segmentation/Base-ADE20K-PanopticSegmentation.yaml",
+    "ade20k/panoptic-segmentation/maskformer2_R50_bs16_160k.yaml",
+    "ade20k/panoptic-segmentation/swin/maskformer2_swin_large_IN21k_384_bs16_160k-gt.yaml",
+    "ade20k/panoptic-segmentation/swin/maskformer2_swin_large_IN21k_384_bs16_160k-rankseg.yaml",
+    "ade20k/panoptic-segmentation/swin/maskformer2_swin_large_IN21k_384_bs16_160k.yaml",
+    "ade20k/semantic-segmentation/Base-ADE20K-SemanticSegmentation.yaml",
+    "ade20k/semantic-segmentation/maskformer2_R50_bs16_160k.yaml",
+    "ade20k/semantic-segmentation/swin/maskformer2_swin_base_IN21k_384_bs16_160k_res640-gt.yaml",
+    "ade20k/semantic-segmentation/swin/maskformer2_swin_base_IN21k_384_bs16_160k_res640-rankseg.yaml",
+    "ade20k/semantic-segmentation/swin/maskformer2_swin_base_IN21k_384_bs16_160k_res640.yaml",
+    "ade20k/semantic-segmentation/swin/maskformer2_swin_large_IN21k_384_bs16_160k_res640-gt.yaml",
+    "ade20k/semantic-segmentation/swin/maskformer2_swin_large_IN21k_384_bs16_160k_res640-rankseg.yaml",
+    "ade20k/semantic-segmentation/swin/maskformer2_swin_large_IN21k_384_bs16_160k_res640.yaml",
+    "ade20k/semantic-segmentation/swin/maskformer2_swin_small_bs16_160k.yaml",
+    "ade20k/semantic-segmentation/swin/maskformer2_swin_tiny_bs16_160k.yaml",
+    "coco/panoptic-segmentation/Base-COCO-PanopticSegmentation.yaml",
+    "coco/panoptic-segmentation/maskformer2_R50_bs16_50ep.yaml",
+    "coco/panoptic-segmentation/swin/maskformer2_swin_base_384_bs16_50ep.yaml",
+    "coco/panoptic-segmentation/swin/maskformer2_swin_base_IN21k_384_bs16_50ep-gt.yaml",
+    "coco/panoptic-segmentation/swin/maskformer2_swin_base_IN21k_384_bs16_50ep-rankseg.yaml",
+    "coco/panoptic-segmentation/swin/maskformer2_swin_base_IN21k_384_bs16_50ep.yaml",
+    "coco/panoptic-segmentation/swin/maskformer2_swin_large_IN21k_384_bs16_100ep-gt.yaml",
+    "coco/panoptic-segmentation/swin/maskformer2_swin_large_IN21k_384_bs16_100ep.yaml",
+    "vspw/Base-VSPW-VideoSemanticSegmentation.yaml",
+    "vspw/swin/video_maskformer2_swin_base_IN21k_384_bs16_8ep-gt.yaml",
+    "vspw/swin/video_maskformer2_swin_base_IN21k_384_bs16_8ep-rankseg.yaml",
+    "vspw/swin/video_maskformer2_swin_base_IN21k_384_bs16_8ep.yaml",
+    "vspw/video_maskformer2_R101_bs16_8ep-gt.yaml",
+    "vspw/video_maskformer2_R101_bs16_8ep-rankseg.yaml",
+    "vspw/video_maskformer2_R101_bs16_8ep.yaml",
+    "vspw/video_maskformer2_R50_bs16_8ep.yaml",
+    "youtubevis_2019/Base-YouTubeVIS-VideoInstanceSegmentation.yaml",
+    "youtubevis_2019/swin/video_maskformer2_swin_base_IN21k_384_bs16_8ep-rankseg.yaml",
+    "youtubevis_2019/swin/video_maskformer2_swin_base_IN21k_384_bs16_8ep.yaml",
+    "youtubevis_2019/swin/video_maskformer2_swin_large_IN21k_384_bs16_8ep-rankseg.yaml",
+    "youtubevis_2019/swin/video_maskformer2_swin_large_IN21k_384_bs16_8ep.yaml",
+    "youtubevis_2019/swin/video_maskformer2_swin_small_bs16_8ep.yaml",
+    "youtubevis_2019/swin/video_maskformer2_swin_tiny_bs16_8ep.yaml",
+    "youtubevis_2019/video_maskformer2_R101_bs16_8ep-rankseg.yaml",
+    "youtubevis_2019/video_maskformer2_R101_bs16_8ep.yaml",
+    "youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml",
+]
+
+
+def test_configs_tree_mirrors_upstream():
+    missing = [p for p in UPSTREAM_CONFIGS if not (CONFIG_ROOT / p).is_file()]
+    assert not missing, f"upstream configs missing from configs/: {missing}"
+    assert len(UPSTREAM_CONFIGS) == 41
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("coco/panoptic-segmentation/swin/maskformer2_swin_base_IN21k_384_bs16_50ep-rankseg.yaml",
+     {"MODEL.SEM_SEG_HEAD.NUM_CLASSES": 133, "MODEL.RANKSEG.TOPK": 133, "MODEL.MASK_FORMER.TEST.PANOPTIC_ON": True,
+      "MODEL.RANKSEG.LOSS_WEIGHT": 100, "MODEL.SWIN.EMBED_DIM": 128}),
+    ("ade20k/panoptic-segmentation/swin/maskformer2_swin_large_IN21k_384_bs16_160k-rankseg.yaml",
+     {"MODEL.SEM_SEG_HEAD.NUM_CLASSES": 150, "MODEL.RANKSEG.TOPK": 150, "MODEL.SWIN.EMBED_DIM": 192}),
+    ("youtubevis_2019/video_maskformer2_R101_bs16_8ep-rankseg.yaml",
+     {"MODEL.SEM_SEG_HEAD.NUM_CLASSES": 40, "MODEL.RANKSEG.TOPK": 40, "MODEL.RESNETS.DEPTH": 101,
+      "MODEL.META_ARCHITECTURE": "VideoMaskFormer"}),
+    ("vspw/video_maskformer2_R101_bs16_8ep-rankseg.yaml",
+     {"MODEL.SEM_SEG_HEAD.NUM_CLASSES": 124, "MODEL.RANKSEG.TOPK": 124}),
+    ("vspw/swin/video_maskformer2_swin_base_IN21k_384_bs16_8ep-gt.yaml", {"MODEL.RANKSEG.USE_GT": True}),
+])
+def test_resolved_values_of_each_family(path, expected):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIG_ROOT / path))
+    for key, value in expected.items():
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        assert node == value, (key, node, value)
