@@ -1,4 +1,4 @@
-"""Evaluators: semantic segmentation metrics and RankSeg's ranking metrics."""
+"""Evaluators: semantic segmentation metrics, panoptic quality and RankSeg's ranking metrics."""
 
 from .evaluator import (
     DatasetEvaluator,
@@ -10,9 +10,11 @@ from .evaluator import (
     write_text_atomic,
 )
 from .multilabel import RankSegEvaluator, image_average_precision, image_precision, image_recall
+from .panoptic import COCOPanopticEvaluator
 from .sem_seg import SemSegEvaluator, compute_sem_seg_metrics
 
 __all__ = [
+    "COCOPanopticEvaluator",
     "DatasetEvaluator",
     "DatasetEvaluators",
     "RankSegEvaluator",
