@@ -1,4 +1,4 @@
-"""Evaluators: semantic segmentation metrics, panoptic quality and RankSeg's ranking metrics."""
+"""Evaluators: semantic segmentation metrics, panoptic quality, mask AP and RankSeg's ranking metrics."""
 
 from .evaluator import (
     DatasetEvaluator,
@@ -9,12 +9,14 @@ from .evaluator import (
     write_results_json,
     write_text_atomic,
 )
+from .instance import InstanceSegEvaluator
 from .multilabel import RankSegEvaluator, image_average_precision, image_precision, image_recall
 from .panoptic import COCOPanopticEvaluator
 from .sem_seg import SemSegEvaluator, compute_sem_seg_metrics
 
 __all__ = [
     "COCOPanopticEvaluator",
+    "InstanceSegEvaluator",
     "DatasetEvaluator",
     "DatasetEvaluators",
     "RankSegEvaluator",

@@ -1,0 +1,123 @@
+"""COCO instance segmentation AP (mask IoU) through pycocotools, detectron2's protocol."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+import numpy as np
+
+from ..utils import comm
+from .evaluator import DatasetEvaluator, write_results_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["InstanceSegEvaluator", "COCO_AP_METRICS"]
+
+COCO_AP_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+"""The first six numbers of COCOeval's summary, in this order."""
+
+
+class InstanceSegEvaluator(DatasetEvaluator):
+    """Mask AP of ``outputs[i]["instances"]`` (``pred_masks`` [N, H, W] at the image's size, ``scores``,
+    ``pred_classes`` contiguous) against a COCO instances JSON.
+
+    Args:
+        dataset_name: its metadata gives ``json_file`` and ``thing_dataset_id_to_contiguous_id`` (unless given).
+        output_dir: if set, ``coco_instances_results.json`` and ``instances_evaluation.json`` are written there.
+        distributed: gather predictions from every process (only rank 0 evaluates).
+    """
+
+    def __init__(self, dataset_name: Optional[str] = None, output_dir: Optional[str] = None, distributed: bool = True,
+                 *, json_file: Optional[str] = None,
+                 thing_dataset_id_to_contiguous_id: Optional[Mapping[int, int]] = None):
+        meta = None
+        if dataset_name is not None:
+            from ..data.catalog import MetadataCatalog
+
+            meta = MetadataCatalog.get(dataset_name)
+        if json_file is None and meta is not None:
+            json_file = meta.get("json_file")
+        if thing_dataset_id_to_contiguous_id is None and meta is not None:
+            thing_dataset_id_to_contiguous_id = meta.get("thing_dataset_id_to_contiguous_id")
+        if json_file is None or thing_dataset_id_to_contiguous_id is None:
+            raise ValueError(f"InstanceSegEvaluator needs json_file and thing_dataset_id_to_contiguous_id (arguments, "
+                             f"or metadata of {dataset_name!r}).")
+        self._dataset_name = dataset_name
+        self._json_file = str(json_file)
+        self._to_dataset_id = {v: k for k, v in dict(thing_dataset_id_to_contiguous_id).items()}
+        self._output_dir = output_dir
+        self._distributed = distributed
+        self.reset()
+
+    def reset(self) -> None:
+        self._predictions: List[Dict] = []
+        self._image_ids: List[int] = []
+
+    def process(self, inputs: List[Dict], outputs: List[Dict]) -> None:
+        """``inputs[i]`` needs ``image_id``; masks are encoded as COCO RLE right away (small to gather)."""
+        from pycocotools import mask as mask_utils
+
+        for inp, out in zip(inputs, outputs):
+            self._image_ids.append(inp["image_id"])
+            inst = out["instances"]
+            masks = np.asarray(inst.pred_masks.cpu() > 0.5, dtype=np.uint8)
+            scores = inst.scores.cpu().tolist()
+            classes = inst.pred_classes.cpu().tolist()
+            for mask, score, cls in zip(masks, scores, classes):
+                if int(cls) not in self._to_dataset_id:
+                    raise ValueError(f"Predicted class {cls} is not a thing class of {self._dataset_name!r}.")
+                rle = mask_utils.encode(np.asfortranarray(mask))
+                rle["counts"] = rle["counts"].decode("ascii")
+                self._predictions.append({"image_id": inp["image_id"], "category_id": self._to_dataset_id[int(cls)],
+                                          "segmentation": rle, "score": float(score)})
+
+    def evaluate(self) -> Optional[Dict[str, Dict[str, float]]]:
+        """``{"segm": {AP, AP50, AP75, APs, APm, APl, AP-<category>...}}`` in percent (NaN: no ground truth)."""
+        predictions, image_ids = self._predictions, self._image_ids
+        if self._distributed:
+            comm.synchronize()
+            predictions = [p for part in comm.gather(predictions) for p in part]
+            image_ids = [i for part in comm.gather(image_ids) for i in part]
+            if not comm.is_main_process():
+                return None
+        if self._output_dir:
+            write_results_json(predictions, Path(self._output_dir) / "coco_instances_results.json")
+        if not predictions:
+            logger.warning("InstanceSegEvaluator(%s): no predictions; AP is 0.", self._dataset_name)
+            return OrderedDict(segm={m: 0.0 for m in COCO_AP_METRICS})
+        results = OrderedDict(segm=self._score(predictions, sorted(set(image_ids))))
+        if self._output_dir:
+            write_results_json(results, Path(self._output_dir) / "instances_evaluation.json")
+        return results
+
+    def _score(self, predictions: List[Dict], image_ids: List[int]) -> Dict[str, float]:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        summary = io.StringIO()
+        with contextlib.redirect_stdout(summary):  # pycocotools prints; keep it in the log instead
+            gt = COCO(self._json_file)
+            dt = gt.loadRes(predictions)
+            evaluation = COCOeval(gt, dt, iouType="segm")
+            evaluation.params.imgIds = image_ids
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+        logger.info("Instance segmentation (mask AP) on %s:\n%s", self._dataset_name, summary.getvalue())
+        metrics: Dict[str, float] = OrderedDict(
+            (name, 100.0 * float(v) if v >= 0 else math.nan) for name, v in zip(COCO_AP_METRICS, evaluation.stats)
+        )
+        # per category: precision [T, R, K, A, M] at all areas (A=0) and maxDets=100 (M=-1)
+        precision = evaluation.eval["precision"]
+        for k, category_id in enumerate(evaluation.params.catIds):
+            p = precision[:, :, k, 0, -1]
+            p = p[p > -1]
+            name = gt.cats[category_id]["name"]
+            metrics[f"AP-{name}"] = 100.0 * float(p.mean()) if p.size else math.nan
+        return metrics
