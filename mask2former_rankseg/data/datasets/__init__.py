@@ -1,12 +1,21 @@
 """Builtin datasets. Importing this package registers them (names and metadata only; nothing is read)."""
 
 from .ade20k import ADE20K_SEM_SEG_CATEGORIES, ADE20K_SEM_SEG_COLORS, register_all_ade20k_sem_seg
+from .panoptic import (
+    ADE20K_PANOPTIC_CATEGORIES,
+    COCO_PANOPTIC_CATEGORIES,
+    load_coco_panoptic_json,
+    register_all_panoptic,
+)
 from .sem_seg import dataset_root, load_sem_seg
 from .synthetic_sem_seg import register_all_synthetic_sem_seg, semantic_categories
 
 __all__ = [
     "ADE20K_SEM_SEG_CATEGORIES",
     "ADE20K_SEM_SEG_COLORS",
+    "ADE20K_PANOPTIC_CATEGORIES",
+    "COCO_PANOPTIC_CATEGORIES",
+    "load_coco_panoptic_json",
     "dataset_root",
     "load_sem_seg",
     "register_all_builtin",
@@ -17,6 +26,7 @@ __all__ = [
 def register_all_builtin() -> None:
     """Register every builtin dataset (idempotent)."""
     register_all_ade20k_sem_seg()
+    register_all_panoptic()
     register_all_synthetic_sem_seg()
 
 

@@ -1,0 +1,87 @@
+"""COCO-panoptic-format datasets: metadata with upstream's names, loading a tiny on-disk fixture, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mask2former_rankseg.data import DatasetCatalog, MetadataCatalog
+from mask2former_rankseg.data.datasets.panoptic import (
+    ADE20K_PANOPTIC_CATEGORIES,
+    COCO_PANOPTIC_CATEGORIES,
+    load_coco_panoptic_json,
+    panoptic_metadata,
+    register_panoptic_dataset,
+)
+from mask2former_rankseg.evaluation.panoptic import id2rgb
+
+
+def test_builtin_metadata():
+    coco = MetadataCatalog.get("coco_2017_val_panoptic_with_sem_seg")
+    assert len(COCO_PANOPTIC_CATEGORIES) == 133 and len(coco.thing_classes) == 80 and len(coco.stuff_classes) == 133
+    assert coco.thing_dataset_id_to_contiguous_id[1] == 0 and coco.thing_dataset_id_to_contiguous_id[90] == 79
+    assert coco.stuff_dataset_id_to_contiguous_id[200] == 132 and coco.stuff_classes[132] == "rug-merged"
+    assert coco.panoptic_json.endswith("coco/annotations/panoptic_val2017.json")
+    assert coco.panoptic_root.endswith("coco/panoptic_val2017")
+    assert coco.sem_seg_root.endswith("panoptic_semseg_val2017")
+    assert coco.json_file.endswith("instances_val2017.json") and coco.ignore_label == 255 and coco.label_divisor == 1000
+    assert coco.evaluator_type == "coco_panoptic_seg"
+    assert MetadataCatalog.get("coco_2017_train_panoptic").sem_seg_root is None
+    ade = MetadataCatalog.get("ade20k_panoptic_val")
+    assert len(ADE20K_PANOPTIC_CATEGORIES) == 150 and len(ade.thing_classes) == 100
+    assert ade.stuff_classes[:3] == ["wall", "building", "sky"] and ade.evaluator_type == "ade20k_panoptic_seg"
+    assert ade.panoptic_json.endswith("ADEChallengeData2016/ade20k_panoptic_val.json")
+    for name in ("coco_2017_train_panoptic", "coco_2017_val_panoptic", "coco_2017_train_panoptic_with_sem_seg",
+                 "ade20k_panoptic_train", "ade20k_panoptic_val"):
+        assert name in DatasetCatalog
+
+
+CATEGORIES = ((1, "person", 1, (220, 20, 60)), (7, "sky", 0, (70, 130, 180)))
+
+
+def _fixture(tmp_path, *, missing_png=False, category=7):
+    images, pan, sem = tmp_path / "images", tmp_path / "panoptic", tmp_path / "semseg"
+    for d in (images, pan, sem):
+        d.mkdir()
+    ids = np.zeros((4, 6), dtype=np.int64)
+    ids[:, :2], ids[:, 2:] = 3, 4
+    Image.fromarray(np.zeros((4, 6, 3), dtype=np.uint8)).save(images / "000001.jpg")
+    if not missing_png:
+        Image.fromarray(id2rgb(ids)).save(pan / "000001.png")
+    Image.fromarray(np.zeros((4, 6), dtype=np.uint8)).save(sem / "000001.png")
+    annotation = {"image_id": 1, "file_name": "000001.png", "segments_info": [
+        {"id": 3, "category_id": 1, "iscrowd": 0, "area": 8, "bbox": [0, 0, 2, 4]},
+        {"id": 4, "category_id": category, "iscrowd": 0, "area": 16, "bbox": [2, 0, 4, 4]}]}
+    json_file = tmp_path / "panoptic.json"
+    json_file.write_text(json.dumps({"annotations": [annotation], "images": [], "categories": []}))
+    return json_file, images, pan, sem
+
+
+def test_load_fixture_with_contiguous_ids(tmp_path):
+    json_file, images, pan, sem = _fixture(tmp_path)
+    register_panoptic_dataset("_test_panoptic_fixture", CATEGORIES, images, pan, json_file, sem)
+    (record,) = DatasetCatalog.get("_test_panoptic_fixture")
+    assert record["file_name"] == str(images / "000001.jpg") and record["image_id"] == 1
+    assert record["pan_seg_file_name"] == str(pan / "000001.png")
+    assert record["sem_seg_file_name"] == str(sem / "000001.png")
+    assert [(s["id"], s["category_id"], s["isthing"]) for s in record["segments_info"]] == [(3, 0, True), (4, 1, False)]
+    meta = MetadataCatalog.get("_test_panoptic_fixture")
+    assert meta.thing_dataset_id_to_contiguous_id == {1: 0} and meta.stuff_dataset_id_to_contiguous_id == {1: 0, 7: 1}
+    assert meta.thing_classes == ["person"] and meta.stuff_classes == ["person", "sky"]
+
+
+def test_missing_file_and_unknown_category_are_named(tmp_path):
+    json_file, images, pan, sem = _fixture(tmp_path, missing_png=True)
+    meta = panoptic_metadata(CATEGORIES)
+    with pytest.raises(FileNotFoundError, match=r"panoptic\.json references .*panoptic/000001\.png"):
+        load_coco_panoptic_json(json_file, images, pan, sem, meta)
+    other = tmp_path / "other"
+    other.mkdir()
+    json_file, images, pan, sem = _fixture(other, category=99)
+    with pytest.raises(ValueError, match="category id 99"):
+        load_coco_panoptic_json(json_file, images, pan, sem, meta)
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        load_coco_panoptic_json(tmp_path / "nope.json", images, pan, sem, meta)
