@@ -77,3 +77,32 @@ def test_upstream_checkpoint_layout_loads_strictly(tmp_path):
     loaded = model.state_dict()
     for k in ("backbone.res5.2.conv3.weight", "sem_seg_head.predictor.class_embed.weight", "ml_norm.weight"):
         torch.testing.assert_close(loaded[k], state[k])
+
+
+# Parameter counts of the models upstream's code builds from its panoptic configs (recorded facts).
+PANOPTIC_CONFIGS = {
+    "configs/ade20k/panoptic-segmentation/maskformer2_R50_bs16_160k.yaml": 43_988_247,
+    "configs/coco/panoptic-segmentation/maskformer2_R50_bs16_50ep.yaml": 43_983_878,
+    "configs/coco/panoptic-segmentation/swin/maskformer2_swin_base_IN21k_384_bs16_50ep-rankseg.yaml": 110_339_273,
+    "configs/ade20k/panoptic-segmentation/swin/maskformer2_swin_large_IN21k_384_bs16_160k-rankseg.yaml": 218_978_872,
+}
+
+
+def test_every_panoptic_config_builds_with_panoptic_inference():
+    """Upstream's ADE20K and COCO panoptic trees (R50, Swin; baseline, -rankseg, -gt) build as they are, with
+    panoptic (and for COCO instance) inference on and the thing classes from the test dataset's metadata."""
+    paths = sorted(p for p in ROOT.glob("configs/*/panoptic-segmentation/**/*.yaml") if not p.name.startswith("Base"))
+    assert len(paths) == 11
+    for path in paths:
+        cfg = get_cfg()
+        cfg.merge_from_file(str(path))
+        with torch.device("meta"):  # shapes only: no memory, no initialisation time
+            model = build_model(cfg)
+        assert model.panoptic_on and model.semantic_on, path
+        assert len(model.thing_classes) == (80 if "coco" in str(path) else 100), path
+        assert model.instance_on == ("coco" in str(path)), path
+        assert (model.ml_head is not None) == ("-rankseg" in path.name), path
+        assert model.ml_use_gt == ("-gt" in path.name), path
+        expected = PANOPTIC_CONFIGS.get(str(path.relative_to(ROOT)))
+        if expected is not None:
+            assert sum(p.numel() for p in model.parameters()) == expected, path
