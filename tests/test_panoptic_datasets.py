@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mask2former_rankseg.data import DatasetCatalog, MetadataCatalog
@@ -85,3 +86,52 @@ def test_missing_file_and_unknown_category_are_named(tmp_path):
         load_coco_panoptic_json(json_file, images, pan, sem, meta)
     with pytest.raises(FileNotFoundError, match="nope.json"):
         load_coco_panoptic_json(tmp_path / "nope.json", images, pan, sem, meta)
+
+
+def _mapper(augmentations=(), size_divisibility=8):
+    from mask2former_rankseg.data import MaskFormerPanopticDatasetMapper
+
+    return MaskFormerPanopticDatasetMapper(True, augmentations=list(augmentations), image_format="RGB",
+                                           ignore_label=255, size_divisibility=size_divisibility)
+
+
+def _fixture_record(tmp_path, crowd=False, extra_id=False):
+    json_file, images, pan, sem = _fixture(tmp_path)
+    if crowd or extra_id:
+        ids = np.zeros((4, 6), dtype=np.int64)
+        ids[:, :2], ids[:, 2:] = 3, 4
+        if extra_id:
+            ids[0, 0] = 9  # an id the JSON does not list
+        Image.fromarray(id2rgb(ids)).save(pan / "000001.png")
+    (record,) = load_coco_panoptic_json(json_file, images, pan, sem, panoptic_metadata(CATEGORIES))
+    if crowd:
+        record["segments_info"][0]["iscrowd"] = 1
+    return record
+
+
+def test_panoptic_mapper_builds_one_mask_per_segment(tmp_path):
+    out = _mapper()(_fixture_record(tmp_path))
+    assert out["image"].shape == (3, 8, 8) and out["image"].dtype.is_floating_point is False
+    inst = out["instances"]
+    assert inst.gt_classes.tolist() == [0, 1]  # person (thing), sky (stuff), contiguous ids
+    assert inst.gt_masks.shape == (2, 8, 8) and inst.gt_masks.dtype == torch.bool
+    assert int(inst.gt_masks[0].sum()) == 8 and bool(inst.gt_masks[0, :4, :2].all())
+    assert int(inst.gt_masks[1].sum()) == 16 and not inst.gt_masks[:, 4:, :].any()  # padding is void
+    assert out["sem_seg"].shape == (8, 8) and int(out["sem_seg"][5, 5]) == 255  # padded with ignore
+    assert "pan_seg_file_name" not in out and "sem_seg_file_name" not in out
+
+
+def test_panoptic_mapper_flips_masks_with_the_image(tmp_path):
+    from mask2former_rankseg.data.transforms import HFlipTransform
+
+    out = _mapper([HFlipTransform(6)], size_divisibility=0)(_fixture_record(tmp_path))
+    assert bool(out["instances"].gt_masks[0, :, 4:].all()) and not out["instances"].gt_masks[0, :, :4].any()
+
+
+def test_panoptic_mapper_skips_crowd_and_rejects_unlisted_ids(tmp_path):
+    out = _mapper()(_fixture_record(tmp_path, crowd=True))
+    assert out["instances"].gt_classes.tolist() == [1]  # the crowd person is left out, as upstream
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(ValueError, match=r"000001\.png .*segment ids \[9\] that its segments_info does not list"):
+        _mapper()(_fixture_record(other, extra_id=True))

@@ -4,7 +4,7 @@ from . import datasets  # noqa: F401  (registers the builtin datasets)
 from .build import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .detection_utils import ImageReadError, SizeMismatchError, check_image_size, read_image
-from .mappers import InferenceDatasetMapper, MaskFormerSemanticDatasetMapper
+from .mappers import InferenceDatasetMapper, MaskFormerPanopticDatasetMapper, MaskFormerSemanticDatasetMapper
 
 __all__ = [
     "DatasetCatalog",
@@ -13,6 +13,7 @@ __all__ = [
     "build_detection_train_loader",
     "build_detection_test_loader",
     "get_detection_dataset_dicts",
+    "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",
     "InferenceDatasetMapper",
     "read_image",

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .catalog import DatasetCatalog
-from .mappers import InferenceDatasetMapper, MaskFormerSemanticDatasetMapper
+from .mappers import TRAIN_MAPPERS, InferenceDatasetMapper
 from .samplers import InferenceSampler, TrainingSampler, get_rank_and_world_size, shared_random_seed
 
 __all__ = [
@@ -196,8 +196,8 @@ def build_detection_test_loader(cfg, dataset_name: Union[str, Sequence[str]],
 
 def _default_train_mapper(cfg) -> Mapper:
     name = cfg.INPUT.DATASET_MAPPER_NAME
-    if name == "mask_former_semantic":
-        return MaskFormerSemanticDatasetMapper.from_config(cfg, True)
-    raise NotImplementedError(
-        f"INPUT.DATASET_MAPPER_NAME={name!r} has no mapper yet; supported: 'mask_former_semantic'."
-    )
+    if name not in TRAIN_MAPPERS:
+        raise NotImplementedError(
+            f"INPUT.DATASET_MAPPER_NAME={name!r} has no mapper yet; supported: {', '.join(sorted(TRAIN_MAPPERS))}."
+        )
+    return TRAIN_MAPPERS[name].from_config(cfg, True)

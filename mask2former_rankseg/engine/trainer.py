@@ -26,7 +26,6 @@ __all__ = ["Trainer"]
 logger = logging.getLogger(__name__)
 
 SUPPORTED_EVALUATOR_TYPES = ("sem_seg",)
-SUPPORTED_DATASET_MAPPERS = ("mask_former_semantic",)
 
 
 class Trainer:
@@ -118,13 +117,14 @@ class Trainer:
     def build_train_loader(cls, cfg):
         """Infinite iterable of batches (lists of mapped dicts) over ``DATASETS.TRAIN``, seeded by
         ``cfg.SEED`` (the trainer passes a config whose ``SEED`` is the data stream's seed)."""
-        from ..data import MaskFormerSemanticDatasetMapper, build_detection_train_loader
+        from ..data import build_detection_train_loader
+        from ..data.mappers import TRAIN_MAPPERS
 
         name = cfg.INPUT.DATASET_MAPPER_NAME
-        if name == "mask_former_semantic":
-            return build_detection_train_loader(cfg, MaskFormerSemanticDatasetMapper.from_config(cfg, True))
-        raise ValueError(f"INPUT.DATASET_MAPPER_NAME={name!r} is not supported; supported: "
-                         f"{', '.join(SUPPORTED_DATASET_MAPPERS)}.")
+        if name not in TRAIN_MAPPERS:
+            raise ValueError(f"INPUT.DATASET_MAPPER_NAME={name!r} is not supported; supported: "
+                             f"{', '.join(sorted(TRAIN_MAPPERS))}.")
+        return build_detection_train_loader(cfg, TRAIN_MAPPERS[name].from_config(cfg, True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):

@@ -7,6 +7,7 @@ from .augmentation import (
     RandomFlip,
     ResizeShortestEdge,
     apply_augmentations,
+    apply_augmentations_with_maps,
 )
 from .transform import (
     ColorAugSSDTransform,
@@ -25,6 +26,7 @@ __all__ = [
     "RandomFlip",
     "ResizeShortestEdge",
     "apply_augmentations",
+    "apply_augmentations_with_maps",
     "ColorAugSSDTransform",
     "CropTransform",
     "HFlipTransform",

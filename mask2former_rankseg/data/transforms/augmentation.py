@@ -7,7 +7,7 @@ a reproducible stream of augmentations, as in detectron2.
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -195,6 +195,16 @@ def apply_augmentations(augmentations: Sequence[Union[Augmentation, Transform]],
     Returns:
         (image [H', W', C], sem_seg [H', W'] or None)
     """
+    image, sem_seg, _ = apply_augmentations_with_maps(augmentations, image, sem_seg, ())
+    return image, sem_seg
+
+
+def apply_augmentations_with_maps(augmentations: Sequence[Union[Augmentation, Transform]], image: np.ndarray,
+                                  sem_seg: Optional[np.ndarray], maps: Sequence[np.ndarray]
+                                  ) -> Tuple[np.ndarray, Optional[np.ndarray], List[np.ndarray]]:
+    """:func:`apply_augmentations`, also transforming more [H, W] integer ``maps`` (e.g. panoptic segment ids)
+    as segmentations. Augmentations sample from the image and ``sem_seg`` only."""
+    maps = list(maps)
     for aug in augmentations:
         tfm = aug.get_transform(image, sem_seg) if isinstance(aug, Augmentation) else aug
         if not isinstance(tfm, Transform):
@@ -202,4 +212,5 @@ def apply_augmentations(augmentations: Sequence[Union[Augmentation, Transform]],
         image = tfm.apply_image(image)
         if sem_seg is not None:
             sem_seg = tfm.apply_segmentation(sem_seg)
-    return image, sem_seg
+        maps = [tfm.apply_segmentation(m) for m in maps]
+    return image, sem_seg, maps
