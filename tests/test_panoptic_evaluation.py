@@ -138,3 +138,21 @@ def test_rgb_id_round_trip():
     assert np.array_equal(rgb2id(id2rgb(ids)), ids)
     with pytest.raises(ValueError, match="256\\^3"):
         id2rgb(np.array([256 ** 3]))
+
+
+def test_trainer_chooses_evaluators_as_upstream():
+    from mask2former_rankseg.config import get_cfg
+    from mask2former_rankseg.engine import Trainer
+    from mask2former_rankseg.evaluation import InstanceSegEvaluator, RankSegEvaluator, SemSegEvaluator
+
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = ""
+    cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = True
+    cfg.MODEL.MASK_FORMER.TEST.INSTANCE_ON = True
+    kinds = [type(e) for e in Trainer.build_evaluator(cfg, "coco_2017_val_panoptic_with_sem_seg")]
+    assert kinds == [SemSegEvaluator, COCOPanopticEvaluator, InstanceSegEvaluator]
+    cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_ON = False
+    cfg.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False
+    cfg.MODEL.RANKSEG.FLAG = True
+    kinds = [type(e) for e in Trainer.build_evaluator(cfg, "ade20k_panoptic_val")]
+    assert kinds == [SemSegEvaluator, COCOPanopticEvaluator, RankSegEvaluator]  # ADE: semantic always, as upstream

@@ -25,7 +25,7 @@ __all__ = ["Trainer"]
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_EVALUATOR_TYPES = ("sem_seg",)
+SUPPORTED_EVALUATOR_TYPES = ("sem_seg", "coco_panoptic_seg", "ade20k_panoptic_seg")
 
 
 class Trainer:
@@ -134,11 +134,21 @@ class Trainer:
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
-        """``SemSegEvaluator`` for datasets whose metadata ``evaluator_type`` is "sem_seg", plus
-        ``RankSegEvaluator`` (image-level recall / precision / mAP) with ``MODEL.RANKSEG.FLAG`` and not
-        ``USE_GT``."""
+        """Evaluators for the dataset's metadata ``evaluator_type``, as upstream's train_net chooses them:
+
+        * ``sem_seg``, ``ade20k_panoptic_seg``, and ``coco_panoptic_seg`` with SEMANTIC_ON: ``SemSegEvaluator``;
+        * ``*_panoptic_seg`` with PANOPTIC_ON: ``COCOPanopticEvaluator``;
+        * ``*_panoptic_seg`` with INSTANCE_ON: ``InstanceSegEvaluator`` (mask AP);
+        * with ``MODEL.RANKSEG.FLAG`` and not ``USE_GT``: ``RankSegEvaluator`` (image-level ranking).
+        """
         from ..data import MetadataCatalog
-        from ..evaluation import DatasetEvaluators, RankSegEvaluator, SemSegEvaluator
+        from ..evaluation import (
+            COCOPanopticEvaluator,
+            DatasetEvaluators,
+            InstanceSegEvaluator,
+            RankSegEvaluator,
+            SemSegEvaluator,
+        )
 
         if output_folder is None:
             output_folder = str(Path(cfg.OUTPUT_DIR) / "inference" / dataset_name) if cfg.OUTPUT_DIR else None
@@ -149,7 +159,15 @@ class Trainer:
                 f"evaluator types: {', '.join(SUPPORTED_EVALUATOR_TYPES)}. Set the dataset's metadata "
                 "(MetadataCatalog.get(name).set(evaluator_type=...)) or override Trainer.build_evaluator."
             )
-        evaluators = [SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)]
+        test = cfg.MODEL.MASK_FORMER.TEST
+        panoptic = evaluator_type.endswith("_panoptic_seg")
+        evaluators = []
+        if evaluator_type in ("sem_seg", "ade20k_panoptic_seg") or (panoptic and test.SEMANTIC_ON):
+            evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
+        if panoptic and test.PANOPTIC_ON:
+            evaluators.append(COCOPanopticEvaluator(dataset_name, output_dir=output_folder, distributed=True))
+        if panoptic and test.INSTANCE_ON:
+            evaluators.append(InstanceSegEvaluator(dataset_name, output_dir=output_folder, distributed=True))
         if cfg.MODEL.RANKSEG.FLAG and not cfg.MODEL.RANKSEG.USE_GT:
             evaluators.append(RankSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
         return DatasetEvaluators(evaluators)
