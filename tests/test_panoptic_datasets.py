@@ -35,6 +35,7 @@ def test_builtin_metadata():
     assert len(ADE20K_PANOPTIC_CATEGORIES) == 150 and len(ade.thing_classes) == 100
     assert ade.stuff_classes[:3] == ["wall", "building", "sky"] and ade.evaluator_type == "ade20k_panoptic_seg"
     assert ade.panoptic_json.endswith("ADEChallengeData2016/ade20k_panoptic_val.json")
+    assert MetadataCatalog.get("ade20k_panoptic_val").sem_seg_root.endswith("annotations_detectron2/validation")
     for name in ("coco_2017_train_panoptic", "coco_2017_val_panoptic", "coco_2017_train_panoptic_with_sem_seg",
                  "ade20k_panoptic_train", "ade20k_panoptic_val"):
         assert name in DatasetCatalog
@@ -63,7 +64,7 @@ def _fixture(tmp_path, *, missing_png=False, category=7):
 
 def test_load_fixture_with_contiguous_ids(tmp_path):
     json_file, images, pan, sem = _fixture(tmp_path)
-    register_panoptic_dataset("_test_panoptic_fixture", CATEGORIES, images, pan, json_file, sem)
+    register_panoptic_dataset("_test_panoptic_fixture", CATEGORIES, (images, pan, json_file, sem, None))
     (record,) = DatasetCatalog.get("_test_panoptic_fixture")
     assert record["file_name"] == str(images / "000001.jpg") and record["image_id"] == 1
     assert record["pan_seg_file_name"] == str(pan / "000001.png")
@@ -135,3 +136,10 @@ def test_panoptic_mapper_skips_crowd_and_rejects_unlisted_ids(tmp_path):
     other.mkdir()
     with pytest.raises(ValueError, match=r"000001\.png .*segment ids \[9\] that its segments_info does not list"):
         _mapper()(_fixture_record(other, extra_id=True))
+
+
+def test_builtin_paths_follow_detectron2_datasets_at_load_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "coco/annotations/panoptic_val2017.json")):
+        DatasetCatalog.get("coco_2017_val_panoptic")
+    assert MetadataCatalog.get("coco_2017_val_panoptic").panoptic_root == str(tmp_path / "coco/panoptic_val2017")

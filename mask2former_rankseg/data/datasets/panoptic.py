@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ...constants import IGNORE_LABEL
 from ..catalog import DatasetCatalog, MetadataCatalog
-from .sem_seg import dataset_root
+from .sem_seg import dataset_root, update_metadata
 
 __all__ = [
     "ADE20K_PANOPTIC_CATEGORIES",
@@ -392,23 +392,39 @@ def load_coco_panoptic_json(json_file: str | Path, image_dir: str | Path, gt_dir
     return dicts
 
 
-def register_panoptic_dataset(name: str, categories: Sequence[Category], image_root: str | Path,
-                              panoptic_root: str | Path, panoptic_json: str | Path,
-                              sem_seg_root: Optional[str | Path] = None, instances_json: Optional[str | Path] = None,
+PanopticPaths = Tuple[Path, Path, Path, Optional[Path], Optional[Path]]
+"""(image dir, panoptic PNG dir, panoptic JSON, semantic PNG dir or None, instances JSON or None)."""
+
+
+def _path_metadata(paths: PanopticPaths) -> Dict[str, Optional[str]]:
+    images, pan, pan_json, sem, inst = paths
+    return {"image_root": str(images), "panoptic_root": str(pan), "panoptic_json": str(pan_json),
+            "sem_seg_root": None if sem is None else str(sem), "json_file": None if inst is None else str(inst)}
+
+
+def register_panoptic_dataset(name: str, categories: Sequence[Category],
+                              paths: PanopticPaths | Callable[[], PanopticPaths],
                               evaluator_type: str = "coco_panoptic_seg") -> None:
-    """Register a COCO-panoptic-format dataset under ``name`` with upstream's metadata keys."""
+    """Register a COCO-panoptic-format dataset under ``name`` with upstream's metadata keys.
+
+    ``paths`` may be a function, called when the dataset is loaded (builtin datasets resolve
+    ``$DETECTRON2_DATASETS`` then); the metadata's path keys are updated at that moment.
+    """
     meta = panoptic_metadata(categories)
-    DatasetCatalog.register(name, lambda: load_coco_panoptic_json(panoptic_json, image_root, panoptic_root,
-                                                                  sem_seg_root, meta))
-    MetadataCatalog.get(name).set(
-        panoptic_root=str(panoptic_root), image_root=str(image_root), panoptic_json=str(panoptic_json),
-        json_file=str(instances_json) if instances_json else None,
-        sem_seg_root=str(sem_seg_root) if sem_seg_root else None,
-        evaluator_type=evaluator_type, ignore_label=IGNORE_LABEL, label_divisor=1000, **meta,
-    )
+    resolve = paths if callable(paths) else (lambda: paths)
+
+    def load() -> List[Dict]:
+        current = resolve()
+        update_metadata(name, **_path_metadata(current))
+        images, pan, pan_json, sem, _ = current
+        return load_coco_panoptic_json(pan_json, images, pan, sem, meta)
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(evaluator_type=evaluator_type, ignore_label=IGNORE_LABEL, label_divisor=1000,
+                                  **_path_metadata(resolve()), **meta)
 
 
-# name: (image dir, panoptic PNG dir, panoptic JSON, semantic PNG dir or None, instances JSON), under the root
+# name pattern: paths under the dataset root (image dir, panoptic PNGs, panoptic JSON, semantic PNGs, instances)
 _COCO_SPLITS = {
     "coco_2017_{}_panoptic": ("coco/{s}2017", "coco/panoptic_{s}2017", "coco/annotations/panoptic_{s}2017.json",
                               None, "coco/annotations/instances_{s}2017.json"),
@@ -419,23 +435,28 @@ _COCO_SPLITS = {
 _ADE_SPLITS = {"train": "training", "val": "validation"}
 
 
+def _coco_paths(layout: Sequence[Optional[str]], split: str) -> PanopticPaths:
+    root = dataset_root()
+    return tuple(None if p is None else root / p.format(s=split) for p in layout)  # type: ignore[return-value]
+
+
+def _ade_paths(split: str) -> PanopticPaths:
+    ade = dataset_root() / "ADEChallengeData2016"
+    folder = _ADE_SPLITS[split]
+    return (ade / "images" / folder, ade / f"ade20k_panoptic_{split}", ade / f"ade20k_panoptic_{split}.json",
+            ade / "annotations_detectron2" / folder, ade / f"ade20k_instance_{split}.json")
+
+
 def register_all_panoptic() -> None:
     """Register COCO panoptic (plain and ``_with_sem_seg``) and ADE20K panoptic (cheap: nothing is read)."""
-    root = dataset_root()
-    for pattern, paths in _COCO_SPLITS.items():
+    for pattern, layout in _COCO_SPLITS.items():
         for split in ("train", "val"):
             name = pattern.format(split)
-            if name in DatasetCatalog:
-                continue
-            images, pan, pan_json, sem, inst = (None if p is None else root / p.format(s=split) for p in paths)
-            register_panoptic_dataset(name, COCO_PANOPTIC_CATEGORIES, images, pan, pan_json, sem, inst)
-    for split, folder in _ADE_SPLITS.items():
+            if name not in DatasetCatalog:
+                register_panoptic_dataset(name, COCO_PANOPTIC_CATEGORIES,
+                                          lambda layout=layout, split=split: _coco_paths(layout, split))
+    for split in _ADE_SPLITS:
         name = f"ade20k_panoptic_{split}"
-        if name in DatasetCatalog:
-            continue
-        ade = root / "ADEChallengeData2016"
-        register_panoptic_dataset(
-            name, ADE20K_PANOPTIC_CATEGORIES, ade / "images" / folder, ade / f"ade20k_panoptic_{split}",
-            ade / f"ade20k_panoptic_{split}.json", ade / "annotations_detectron2" / folder,
-            ade / f"ade20k_instance_{split}.json", evaluator_type="ade20k_panoptic_seg",
-        )
+        if name not in DatasetCatalog:
+            register_panoptic_dataset(name, ADE20K_PANOPTIC_CATEGORIES, lambda split=split: _ade_paths(split),
+                                      evaluator_type="ade20k_panoptic_seg")

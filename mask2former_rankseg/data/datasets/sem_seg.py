@@ -68,18 +68,22 @@ def dataset_root() -> Path:
 
 
 def set_metadata_roots(name: str, image_root: str | Path, sem_seg_root: str | Path) -> None:
-    """Record the folders a loader actually read in the metadata of ``name``.
+    """Record the folders a loader actually read in the metadata of ``name`` (see :func:`update_metadata`)."""
+    update_metadata(name, image_root=str(image_root), sem_seg_root=str(sem_seg_root))
 
-    The roots are set at registration from the environment at import time; a loader that runs
-    later under another ``$DETECTRON2_DATASETS`` updates them (Metadata refuses plain re-assignment,
-    so its fields are re-created).
+
+def update_metadata(name: str, **fields) -> None:
+    """Set metadata fields of ``name`` that may already hold other values.
+
+    Path fields are set at registration from the environment at import time; a loader that runs later
+    under another ``$DETECTRON2_DATASETS`` updates them (Metadata refuses plain re-assignment, so its
+    fields are re-created).
     """
     from ..catalog import MetadataCatalog
 
-    roots = {"image_root": str(image_root), "sem_seg_root": str(sem_seg_root)}
-    fields = MetadataCatalog.get(name).as_dict()
-    if all(fields.get(k) == v for k, v in roots.items()):
+    current = MetadataCatalog.get(name).as_dict()
+    if all(current.get(k) == v for k, v in fields.items()):
         return
-    fields.update(roots)
+    current.update(fields)
     MetadataCatalog.remove(name)
-    MetadataCatalog.get(name).set(**fields)
+    MetadataCatalog.get(name).set(**current)
