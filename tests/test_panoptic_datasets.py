@@ -143,3 +143,30 @@ def test_builtin_paths_follow_detectron2_datasets_at_load_time(tmp_path, monkeyp
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "coco/annotations/panoptic_val2017.json")):
         DatasetCatalog.get("coco_2017_val_panoptic")
     assert MetadataCatalog.get("coco_2017_val_panoptic").panoptic_root == str(tmp_path / "coco/panoptic_val2017")
+
+
+def test_prepare_coco_semantic_from_panoptic(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "datasets" / "prepare_coco_semantic_annos_from_panoptic_annos.py"
+    spec = importlib.util.spec_from_file_location("prepare_coco_sem", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    coco = tmp_path / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    (coco / "panoptic_val2017").mkdir()
+    ids = np.zeros((4, 6), dtype=np.int64)
+    ids[:, :2], ids[:, 2:4] = 5, 6  # cols 4-5 void
+    Image.fromarray(id2rgb(ids)).save(coco / "panoptic_val2017" / "000000000139.png")
+    segments = [{"id": 5, "category_id": 1, "iscrowd": 0}, {"id": 6, "category_id": 200, "iscrowd": 1}]
+    (coco / "annotations" / "panoptic_val2017.json").write_text(json.dumps(
+        {"annotations": [{"image_id": 139, "file_name": "000000000139.png", "segments_info": segments}]}))
+    assert tool.main(["--root", str(tmp_path), "--splits", "val2017"]) == 0
+    out = np.array(Image.open(coco / "panoptic_semseg_val2017" / "000000000139.png"))
+    # person (dataset id 1) -> 0; rug-merged (200) -> 132, crowd included as upstream; void -> 255
+    assert out.dtype == np.uint8 and out[:, :2].tolist() == [[0, 0]] * 4 and (out[:, 2:4] == 132).all()
+    assert (out[:, 4:] == 255).all()
+    assert tool.main(["--root", str(tmp_path / "nowhere"), "--splits", "val2017"]) == 1
+    assert "panoptic_val2017.json" in capsys.readouterr().err

@@ -10,21 +10,12 @@ import torch
 from torch.nn import functional as F
 
 from ...structures import Instances
+from ...utils.panoptic import VOID_SEGMENT, rgb2id
 from ..detection_utils import check_image_size, read_image
 from ..transforms import apply_augmentations_with_maps
 from .semantic import IMAGE_PAD_VALUE, MaskFormerSemanticDatasetMapper
 
 __all__ = ["MaskFormerPanopticDatasetMapper", "check_segment_ids", "panoptic_to_instances"]
-
-VOID_SEGMENT = 0
-"""Segment id of unannotated pixels in COCO panoptic PNGs."""
-
-
-def _rgb_to_segment_ids(rgb: np.ndarray) -> np.ndarray:
-    """COCO panoptic PNG [H, W, 3] -> segment ids [H, W] int64 (id = R + 256 G + 256^2 B)."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
-
 
 def check_segment_ids(pan_seg: np.ndarray, segments_info, source: str) -> None:
     """Raise ValueError, naming ``source``, when ``pan_seg`` has a segment id (other than 0, void) that
@@ -65,7 +56,7 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
                              "'segments_info'; panoptic training needs a COCO-panoptic-format dataset.")
         image = read_image(dataset_dict["file_name"], format=self.image_format)
         pan_file = dataset_dict.pop("pan_seg_file_name")
-        pan_seg = _rgb_to_segment_ids(read_image(pan_file, format="RGB"))
+        pan_seg = rgb2id(read_image(pan_file, format="RGB"))
         sem_seg = None
         if "sem_seg_file_name" in dataset_dict:
             sem_seg = read_image(dataset_dict.pop("sem_seg_file_name")).astype(np.int64)
