@@ -25,7 +25,7 @@ __all__ = ["Trainer"]
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_EVALUATOR_TYPES = ("sem_seg", "coco_panoptic_seg", "ade20k_panoptic_seg")
+SUPPORTED_EVALUATOR_TYPES = ("sem_seg", "coco_panoptic_seg", "ade20k_panoptic_seg", "coco")
 
 
 class Trainer:
@@ -138,7 +138,7 @@ class Trainer:
 
         * ``sem_seg``, ``ade20k_panoptic_seg``, and ``coco_panoptic_seg`` with SEMANTIC_ON: ``SemSegEvaluator``;
         * ``*_panoptic_seg`` with PANOPTIC_ON: ``COCOPanopticEvaluator``;
-        * ``*_panoptic_seg`` with INSTANCE_ON: ``InstanceSegEvaluator`` (mask AP);
+        * ``coco`` (instance datasets), and ``*_panoptic_seg`` with INSTANCE_ON: ``InstanceSegEvaluator`` (mask AP);
         * with ``MODEL.RANKSEG.FLAG`` and not ``USE_GT``: ``RankSegEvaluator`` (image-level ranking).
         """
         from ..data import MetadataCatalog
@@ -166,7 +166,7 @@ class Trainer:
             evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
         if panoptic and test.PANOPTIC_ON:
             evaluators.append(COCOPanopticEvaluator(dataset_name, output_dir=output_folder, distributed=True))
-        if panoptic and test.INSTANCE_ON:
+        if evaluator_type == "coco" or (panoptic and test.INSTANCE_ON):
             evaluators.append(InstanceSegEvaluator(dataset_name, output_dir=output_folder, distributed=True))
         if cfg.MODEL.RANKSEG.FLAG and not cfg.MODEL.RANKSEG.USE_GT:
             evaluators.append(RankSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))

@@ -1,6 +1,7 @@
 """Builtin datasets. Importing this package registers them (names and metadata only; nothing is read)."""
 
 from .ade20k import ADE20K_SEM_SEG_CATEGORIES, ADE20K_SEM_SEG_COLORS, register_all_ade20k_sem_seg
+from .instance import ADE20K_INSTANCE_CATEGORIES, load_coco_instances_json, register_all_instance
 from .panoptic import (
     ADE20K_PANOPTIC_CATEGORIES,
     COCO_PANOPTIC_CATEGORIES,
@@ -13,8 +14,10 @@ from .synthetic_sem_seg import register_all_synthetic_sem_seg, semantic_categori
 __all__ = [
     "ADE20K_SEM_SEG_CATEGORIES",
     "ADE20K_SEM_SEG_COLORS",
+    "ADE20K_INSTANCE_CATEGORIES",
     "ADE20K_PANOPTIC_CATEGORIES",
     "COCO_PANOPTIC_CATEGORIES",
+    "load_coco_instances_json",
     "load_coco_panoptic_json",
     "dataset_root",
     "load_sem_seg",
@@ -27,6 +30,7 @@ def register_all_builtin() -> None:
     """Register every builtin dataset (idempotent)."""
     register_all_ade20k_sem_seg()
     register_all_panoptic()
+    register_all_instance()
     register_all_synthetic_sem_seg()
 
 

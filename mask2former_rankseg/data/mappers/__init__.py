@@ -1,20 +1,24 @@
 """Dataset mappers: dataset dict -> model input dict."""
 
 from .inference import InferenceDatasetMapper
+from .instance import MaskFormerInstanceDatasetMapper, segmentation_to_mask
 from .panoptic import MaskFormerPanopticDatasetMapper, panoptic_to_instances
 from .semantic import MaskFormerSemanticDatasetMapper, semantic_to_instances
 
 TRAIN_MAPPERS = {
     "mask_former_semantic": MaskFormerSemanticDatasetMapper,
     "mask_former_panoptic": MaskFormerPanopticDatasetMapper,
+    "mask_former_instance": MaskFormerInstanceDatasetMapper,
 }
 """``INPUT.DATASET_MAPPER_NAME`` -> training mapper class (built with ``from_config(cfg, True)``)."""
 
 __all__ = [
     "InferenceDatasetMapper",
+    "MaskFormerInstanceDatasetMapper",
     "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",
     "TRAIN_MAPPERS",
     "panoptic_to_instances",
+    "segmentation_to_mask",
     "semantic_to_instances",
 ]
