@@ -90,3 +90,19 @@ def test_segmentation_formats_and_errors(tmp_path):
         load_coco_instances_json(json_file, images, {7: 0, 12: 1})
     with pytest.raises(FileNotFoundError, match="a.jpg"):
         load_coco_instances_json(json_file, tmp_path / "nowhere", {7: 0, 12: 1, 99: 2})
+
+
+def test_coco_instance_lsj_mapper_drops_objects_cropped_away(tmp_path):
+    from mask2former_rankseg.config import get_cfg
+    from mask2former_rankseg.data.mappers import TRAIN_MAPPERS
+    from mask2former_rankseg.data.transforms import CropTransform
+
+    json_file, images, _ = _fixture(tmp_path)
+    (record,) = load_coco_instances_json(json_file, images, {7: 0, 12: 1})
+    cfg = get_cfg()
+    cfg.INPUT.IMAGE_SIZE = 8
+    mapper = TRAIN_MAPPERS["coco_instance_lsj"].from_config(cfg, True)
+    mapper.augmentations = [CropTransform(0, 0, 4, 2)]  # keeps only the polygon object (rows 0-1, cols 0-3)
+    out = mapper(record)
+    assert out["image"].shape == (3, 8, 8) and out["instances"].gt_classes.tolist() == [1]
+    assert int(out["instances"].gt_masks.sum()) == 8

@@ -170,3 +170,35 @@ def test_prepare_coco_semantic_from_panoptic(tmp_path, capsys):
     assert (out[:, 4:] == 255).all()
     assert tool.main(["--root", str(tmp_path / "nowhere"), "--splits", "val2017"]) == 1
     assert "panoptic_val2017.json" in capsys.readouterr().err
+
+
+def test_resize_scale_and_fixed_size_crop():
+    from mask2former_rankseg.data.transforms import FixedSizeCrop, ResizeScale
+
+    image = np.zeros((40, 60, 3), dtype=np.uint8)
+    t = ResizeScale(0.5, 0.5, 100, 100).get_transform(image)  # box 50x50: factor min(50/40, 50/60) = 5/6
+    assert (t.new_h, t.new_w) == (33, 50)
+    crop = FixedSizeCrop((32, 32)).get_transform(np.zeros((33, 50, 3), dtype=np.uint8))
+    assert (crop.h, crop.w) == (32, 32) and 0 <= crop.x0 <= 18 and 0 <= crop.y0 <= 1
+    small = FixedSizeCrop((64, 64)).get_transform(image)  # smaller than the crop: whole image, padded later
+    assert (small.x0, small.y0, small.w, small.h) == (0, 0, 60, 40)
+    with pytest.raises(ValueError, match="min_scale"):
+        ResizeScale(0, 1, 10, 10)
+
+
+def test_coco_panoptic_lsj_mapper_gives_fixed_size_inputs(tmp_path):
+    from mask2former_rankseg.config import get_cfg
+    from mask2former_rankseg.data.mappers import TRAIN_MAPPERS
+
+    cfg = get_cfg()
+    cfg.INPUT.IMAGE_SIZE, cfg.INPUT.MIN_SCALE, cfg.INPUT.MAX_SCALE = 16, 0.5, 2.0
+    mapper = TRAIN_MAPPERS["coco_panoptic_lsj"].from_config(cfg, True)
+    assert [type(a).__name__ for a in mapper.augmentations] == ["RandomFlip", "ResizeScale", "FixedSizeCrop"]
+    record = _fixture_record(tmp_path)
+    for seed in range(5):
+        np.random.seed(seed)
+        out = mapper(record)
+        assert out["image"].shape == (3, 16, 16)
+        inst = out["instances"]
+        assert inst.gt_masks.shape[1:] == (16, 16) and set(inst.gt_classes.tolist()) <= {0, 1}
+        assert int(inst.gt_masks.sum()) <= 16 * 16

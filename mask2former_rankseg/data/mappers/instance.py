@@ -51,6 +51,9 @@ class MaskFormerInstanceDatasetMapper(MaskFormerSemanticDatasetMapper):
     mask_former_instance``); masks are rasterised at the original size and transformed like label maps.
     """
 
+    drop_empty = False
+    """Drop objects left with no pixel after augmentation (the LSJ mapper does, as upstream)."""
+
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> MaskFormerInstanceDatasetMapper:
         """The semantic mapper's augmentations with a plain random crop (no category-area constraint), as
@@ -82,8 +85,10 @@ class MaskFormerInstanceDatasetMapper(MaskFormerSemanticDatasetMapper):
             pad = [0, -shape[1] % d, 0, -shape[0] % d]
             image_t = F.pad(image_t, pad, value=IMAGE_PAD_VALUE).contiguous()
             masks_t = F.pad(masks_t, pad, value=False).contiguous()
+        classes = torch.tensor([int(a["category_id"]) for a in objects], dtype=torch.int64)
+        if self.drop_empty and len(classes):
+            keep = masks_t.flatten(1).any(1)
+            masks_t, classes = masks_t[keep], classes[keep]
         dataset_dict["image"] = image_t
-        dataset_dict["instances"] = Instances(tuple(image_t.shape[-2:]), gt_masks=masks_t,
-                                              gt_classes=torch.tensor([int(a["category_id"]) for a in objects],
-                                                                      dtype=torch.int64))
+        dataset_dict["instances"] = Instances(tuple(image_t.shape[-2:]), gt_masks=masks_t, gt_classes=classes)
         return dataset_dict

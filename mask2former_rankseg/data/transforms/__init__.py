@@ -2,9 +2,11 @@
 
 from .augmentation import (
     Augmentation,
+    FixedSizeCrop,
     RandomCrop,
     RandomCrop_CategoryAreaConstraint,
     RandomFlip,
+    ResizeScale,
     ResizeShortestEdge,
     apply_augmentations,
     apply_augmentations_with_maps,
@@ -21,9 +23,11 @@ from .transform import (
 
 __all__ = [
     "Augmentation",
+    "FixedSizeCrop",
     "RandomCrop",
     "RandomCrop_CategoryAreaConstraint",
     "RandomFlip",
+    "ResizeScale",
     "ResizeShortestEdge",
     "apply_augmentations",
     "apply_augmentations_with_maps",

@@ -167,6 +167,39 @@ class RandomCrop_CategoryAreaConstraint(Augmentation):  # noqa: N801 (detectron2
         return CropTransform(x0, y0, cw, ch)
 
 
+class ResizeScale(Augmentation):
+    """Large-scale jitter's resize: draw s in [min_scale, max_scale] and resize, keeping the aspect ratio, to fit
+    the box ``s * (target_height, target_width)`` (detectron2's ``ResizeScale``)."""
+
+    def __init__(self, min_scale: float, max_scale: float, target_height: int, target_width: int):
+        if not 0 < min_scale <= max_scale:
+            raise ValueError(f"ResizeScale: need 0 < min_scale <= max_scale, got {min_scale}, {max_scale}.")
+        self.min_scale, self.max_scale = float(min_scale), float(max_scale)
+        self.target_height, self.target_width = int(target_height), int(target_width)
+
+    def get_transform(self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None) -> Transform:
+        h, w = image.shape[:2]
+        scale = np.random.uniform(self.min_scale, self.max_scale)
+        factor = min(self.target_height * scale / h, self.target_width * scale / w)
+        return ResizeTransform(h, w, int(round(h * factor)), int(round(w * factor)))
+
+
+class FixedSizeCrop(Augmentation):
+    """Random crop of ``crop_size`` (h, w) where the image is larger; one uniform draw places the window along
+    both axes, as detectron2's ``FixedSizeCrop``. Smaller images are left as they are: the LSJ mappers pad to
+    ``crop_size`` themselves, with the right value for each kind of map (image 128, labels ignore, segments
+    void)."""
+
+    def __init__(self, crop_size: Sequence[int]):
+        self.crop_size = (int(crop_size[0]), int(crop_size[1]))
+
+    def get_transform(self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None) -> Transform:
+        h, w = image.shape[:2]
+        ch, cw = min(self.crop_size[0], h), min(self.crop_size[1], w)
+        u = np.random.uniform(0.0, 1.0)
+        return CropTransform(int(round((w - cw) * u)), int(round((h - ch) * u)), cw, ch)
+
+
 class RandomFlip(Augmentation):
     """Flip horizontally (or vertically) with probability ``prob``."""
 
