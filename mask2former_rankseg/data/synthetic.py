@@ -134,6 +134,16 @@ def render_semantic_sample(rng: np.random.Generator, size: int,
     image = np.empty((size, size, 3), dtype=np.float32)
     image[:] = background.astype(np.float32)
     label = np.full((size, size), IGNORE_LABEL, dtype=np.uint8)
+    _paint_objects(rng, image, owner_map, placed, categories, xs, ys, period)
+    for index, cat_id in enumerate(placed):
+        label[owner_map == index] = cat_id
+    image += 7.0 * rng.standard_normal(size=image.shape, dtype=np.float32)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), label
+
+
+def _paint_objects(rng: np.random.Generator, image: np.ndarray, owner_map: np.ndarray, placed: Sequence[int],
+                   categories: Sequence[SyntheticCategory], xs: np.ndarray, ys: np.ndarray, period: int) -> None:
+    """Paint each placed object's visible pixels (``owner_map == index``) with its colour and texture."""
     for index, cat_id in enumerate(placed):
         cat = categories[cat_id]
         mine = owner_map == index
@@ -144,14 +154,13 @@ def render_semantic_sample(rng: np.random.Generator, size: int,
         bright = _texture_mask(cat.texture, xs[:, box[1]], ys[box[0]], period, rng)
         pixels = np.where(bright[..., None], color, color * DARK_FACTOR)
         image[box][visible] = pixels[visible]
-        label[box][visible] = cat_id
-    image += 7.0 * rng.standard_normal(size=image.shape, dtype=np.float32)
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8), label
 
 
 def _place_objects(rng: np.random.Generator, size: int, categories: Sequence[SyntheticCategory],
-                   xs: np.ndarray, ys: np.ndarray, min_visible: float) -> Tuple[np.ndarray, List[int]]:
-    """Choose 2-6 distinct categories and place them one on top of the other.
+                   xs: np.ndarray, ys: np.ndarray, min_visible: float,
+                   distinct: bool = True) -> Tuple[np.ndarray, List[int]]:
+    """Choose 2-6 categories (distinct ones unless ``distinct`` is False) and place them one on top of the
+    other.
 
     A placement is kept only if every object (the new one and those below it) keeps a visible area of
     at least ``min_visible`` pixels and ``MIN_VISIBLE_FRACTION`` of its own area.
@@ -162,7 +171,7 @@ def _place_objects(rng: np.random.Generator, size: int, categories: Sequence[Syn
     """
     scale = size / REFERENCE_SIZE
     num_objects = int(rng.integers(NUM_OBJECTS_RANGE[0], NUM_OBJECTS_RANGE[1] + 1))
-    chosen = rng.choice(len(categories), size=num_objects, replace=False)
+    chosen = rng.choice(len(categories), size=num_objects, replace=not distinct)
     owner = np.full((size, size), -1, dtype=np.int16)
     full_areas: List[int] = []
     placed: List[int] = []
@@ -313,7 +322,7 @@ def load_categories(dataset_dir: str | os.PathLike) -> dict:
 # CLI
 # ---------------------------------------------------------------------------------------------------
 
-_LATER_TASKS = {"panoptic": "COCO-style panoptic", "video": "YouTube-VIS-style video"}
+_LATER_TASKS = {"video": "YouTube-VIS-style video"}
 
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -321,8 +330,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         prog="python -m mask2former_rankseg.data.synthetic",
         description="Generate an embedded synthetic segmentation dataset (deterministic for a seed).",
     )
-    parser.add_argument("--task", required=True, choices=["semantic", *_LATER_TASKS],
-                        help="semantic: ADE20K-layout semantic segmentation")
+    parser.add_argument("--task", required=True, choices=["semantic", "panoptic", *_LATER_TASKS],
+                        help="semantic: ADE20K-layout semantic segmentation; panoptic: COCO panoptic format")
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     parser.add_argument("--num-train", type=int, default=2000)
     parser.add_argument("--num-val", type=int, default=200)
@@ -336,9 +345,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parse_args(argv)
     if args.task in _LATER_TASKS:
         print(f"error: --task {args.task} ({_LATER_TASKS[args.task]}) is not implemented yet; "
-              "only --task semantic is available.", file=sys.stderr)
+              "only --task semantic and panoptic are available.", file=sys.stderr)
         return 2
-    generators: Dict[str, Callable[..., Path]] = {"semantic": generate_semantic_dataset}
+    from .synthetic_panoptic import generate_panoptic_dataset
+
+    generators: Dict[str, Callable[..., Path]] = {"semantic": generate_semantic_dataset,
+                                                  "panoptic": generate_panoptic_dataset}
     start = time.perf_counter()
     try:
         out = generators[args.task](args.out, num_train=args.num_train, num_val=args.num_val, size=args.size,

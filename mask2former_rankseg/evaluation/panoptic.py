@@ -134,16 +134,24 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         unknown = predicted_ids - {a["image_id"] for a in gt["annotations"]}
         if unknown:
             raise ValueError(f"Predictions for image ids {sorted(unknown)[:5]} that {self._gt_json} does not annotate.")
+        # hotcoco wants integer image ids; ADE20K's (and our synthetic) ids are file stems: number them
+        gt_ids = sorted({a["image_id"] for a in gt["annotations"]}, key=str)
+        numbers = {image_id: i for i, image_id in enumerate(gt_ids)}
+        renumbered_gt = {**gt, "annotations": [{**a, "image_id": numbers[a["image_id"]]} for a in gt_annotations],
+                         "images": [{**im, "id": numbers[im["id"]]} for im in gt.get("images", [])
+                                    if im["id"] in predicted_ids]}
         gt_subset = tmp / "gt_subset.json"
-        gt_subset.write_text(json.dumps({**gt, "annotations": gt_annotations}))
+        gt_subset.write_text(json.dumps(renumbered_gt))
 
         pred_folder = out_dir / "panoptic_predictions"
         pred_folder.mkdir(parents=True, exist_ok=True)
         for p in predictions:
             (pred_folder / p["file_name"]).write_bytes(p["png"])
-        pred_json = out_dir / "panoptic_predictions.json"
         annotations = [{k: v for k, v in p.items() if k != "png"} for p in predictions]
-        write_text_atomic(pred_json, json.dumps({**gt, "annotations": annotations}))
+        write_text_atomic(out_dir / "panoptic_predictions.json", json.dumps({**gt, "annotations": annotations}))
+        pred_json = tmp / "predictions_renumbered.json"
+        pred_json.write_text(json.dumps({**renumbered_gt, "annotations": [
+            {**a, "image_id": numbers[a["image_id"]]} for a in annotations]}))
 
         evaluation = PanopticEval(str(gt_subset), str(pred_json), gt_folder=self._gt_folder,
                                   pred_folder=str(pred_folder))

@@ -7,6 +7,7 @@ from .panoptic import (
     COCO_PANOPTIC_CATEGORIES,
     load_coco_panoptic_json,
     register_all_panoptic,
+    register_all_synthetic_panoptic,
 )
 from .sem_seg import dataset_root, load_sem_seg
 from .synthetic_sem_seg import register_all_synthetic_sem_seg, semantic_categories
@@ -31,6 +32,7 @@ def register_all_builtin() -> None:
     register_all_ade20k_sem_seg()
     register_all_panoptic()
     register_all_instance()
+    register_all_synthetic_panoptic()
     register_all_synthetic_sem_seg()
 
 

@@ -25,6 +25,7 @@ and stuff), so ``stuff_*`` covers every category, as Mask2Former does.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -32,12 +33,15 @@ from ...constants import IGNORE_LABEL
 from ..catalog import DatasetCatalog, MetadataCatalog
 from .sem_seg import dataset_root, update_metadata
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "ADE20K_PANOPTIC_CATEGORIES",
     "COCO_PANOPTIC_CATEGORIES",
     "load_coco_panoptic_json",
     "panoptic_metadata",
     "register_all_panoptic",
+    "register_all_synthetic_panoptic",
     "register_panoptic_dataset",
 ]
 
@@ -350,8 +354,10 @@ def panoptic_metadata(categories: Sequence[Category]) -> Dict[str, Any]:
 
 
 def load_coco_panoptic_json(json_file: str | Path, image_dir: str | Path, gt_dir: str | Path,
-                            semseg_dir: Optional[str | Path], meta: Dict[str, Any]) -> List[Dict]:
-    """Read a COCO panoptic JSON into dataset dicts (category ids made contiguous, ``isthing`` set).
+                            semseg_dir: Optional[str | Path], meta: Dict[str, Any], image_ext: str = "jpg"
+                            ) -> List[Dict]:
+    """Read a COCO panoptic JSON into dataset dicts (category ids made contiguous, ``isthing`` set); the image
+    of annotation ``x.png`` is ``image_dir/x.<image_ext>``.
 
     Raises:
         FileNotFoundError: the JSON, or an image / PNG it references (both named), does not exist.
@@ -367,7 +373,7 @@ def load_coco_panoptic_json(json_file: str | Path, image_dir: str | Path, gt_dir
     for ann in data.get("annotations", []):
         stem = Path(ann["file_name"]).stem
         record = {
-            "file_name": str(Path(image_dir) / f"{stem}.jpg"),
+            "file_name": str(Path(image_dir) / f"{stem}.{image_ext}"),
             "image_id": ann["image_id"],
             "pan_seg_file_name": str(Path(gt_dir) / ann["file_name"]),
         }
@@ -404,11 +410,13 @@ def _path_metadata(paths: PanopticPaths) -> Dict[str, Optional[str]]:
 
 def register_panoptic_dataset(name: str, categories: Sequence[Category],
                               paths: PanopticPaths | Callable[[], PanopticPaths],
-                              evaluator_type: str = "coco_panoptic_seg") -> None:
+                              evaluator_type: str = "coco_panoptic_seg", image_ext: str = "jpg",
+                              initial_paths: Optional[PanopticPaths] = None) -> None:
     """Register a COCO-panoptic-format dataset under ``name`` with upstream's metadata keys.
 
     ``paths`` may be a function, called when the dataset is loaded (builtin datasets resolve
-    ``$DETECTRON2_DATASETS`` then); the metadata's path keys are updated at that moment.
+    ``$DETECTRON2_DATASETS`` then); the metadata's path keys are updated at that moment. Until then they
+    hold ``initial_paths`` (default: ``paths`` resolved now).
     """
     meta = panoptic_metadata(categories)
     resolve = paths if callable(paths) else (lambda: paths)
@@ -417,11 +425,11 @@ def register_panoptic_dataset(name: str, categories: Sequence[Category],
         current = resolve()
         update_metadata(name, **_path_metadata(current))
         images, pan, pan_json, sem, _ = current
-        return load_coco_panoptic_json(pan_json, images, pan, sem, meta)
+        return load_coco_panoptic_json(pan_json, images, pan, sem, meta, image_ext=image_ext)
 
     DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(evaluator_type=evaluator_type, ignore_label=IGNORE_LABEL, label_divisor=1000,
-                                  **_path_metadata(resolve()), **meta)
+                                  **_path_metadata(initial_paths or resolve()), **meta)
 
 
 # name pattern: paths under the dataset root (image dir, panoptic PNGs, panoptic JSON, semantic PNGs, instances)
@@ -460,3 +468,35 @@ def register_all_panoptic() -> None:
         if name not in DatasetCatalog:
             register_panoptic_dataset(name, ADE20K_PANOPTIC_CATEGORIES, lambda split=split: _ade_paths(split),
                                       evaluator_type="ade20k_panoptic_seg")
+
+
+def _synthetic_paths(split: str, generate: bool = True) -> PanopticPaths:
+    """Paths of the synthetic panoptic dataset; with ``generate``, it is generated (default settings) first
+    when missing."""
+    root = dataset_root() / "synthetic" / "panoptic"
+    if generate and not (root / "categories.json").is_file():
+        from ..synthetic_panoptic import generate_panoptic_dataset
+
+        logger.warning("Synthetic panoptic dataset not found at %s; generating it now.", root)
+        try:
+            generate_panoptic_dataset(root)
+        except FileExistsError as e:
+            if not (root / "categories.json").is_file():
+                raise FileExistsError(f"{root} exists but is not a complete synthetic panoptic dataset; delete it or "
+                                      "run `python -m mask2former_rankseg.data.synthetic --task panoptic --out "
+                                      f"{root} --overwrite`.") from e
+    folder = {"train": "training", "val": "validation"}[split]
+    return (root / "images" / folder, root / "panoptic" / folder, root / f"panoptic_{split}.json",
+            root / "panoptic_semseg" / folder, None)
+
+
+def register_all_synthetic_panoptic() -> None:
+    """Register ``synthetic_panoptic_train`` / ``synthetic_panoptic_val`` (generated on first load)."""
+    from ..synthetic_panoptic import panoptic_categories
+
+    categories = tuple((c["id"], c["name"], c["isthing"], tuple(c["color"])) for c in panoptic_categories())
+    for split in ("train", "val"):
+        name = f"synthetic_panoptic_{split}"
+        if name not in DatasetCatalog:
+            register_panoptic_dataset(name, categories, lambda split=split: _synthetic_paths(split), image_ext="png",
+                                      initial_paths=_synthetic_paths(split, generate=False))

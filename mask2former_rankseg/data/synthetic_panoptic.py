@@ -1,0 +1,193 @@
+"""Synthetic panoptic segmentation in COCO panoptic format (things on stuff, repeated categories allowed).
+
+Categories: the 108 synthetic object categories are things (dataset ids 1..108); 8 background "stuff"
+categories (4 tones x plain / lined, ids 109..116) fill two regions split by a random straight line. Each
+image has 2-6 object instances, several of one category possible, so instances must be told apart.
+
+Layout of ``OUT`` (``$DETECTRON2_DATASETS/synthetic/panoptic`` by default)::
+
+    images/{training,validation}/<stem>.png
+    panoptic/{training,validation}/<stem>.png          # RGB-encoded segment ids, 0 = void
+    panoptic_semseg/{training,validation}/<stem>.png   # contiguous category ids 0..115
+    panoptic_{train,val}.json                          # COCO panoptic: images, annotations, categories
+    categories.json                                    # written last: marks a complete dataset
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..constants import IGNORE_LABEL
+from ..utils.panoptic import id2rgb
+from .datasets.synthetic_sem_seg import SyntheticCategory, semantic_categories
+from .synthetic import (
+    _CHUNK,
+    MIN_VISIBLE_PX,
+    NUM_OBJECTS_RANGE,
+    REFERENCE_SIZE,
+    SPLITS,
+    TEXTURE_PERIOD,
+    _file_stem,
+    _move_into_place,
+    _num_workers,
+    _paint_objects,
+    _place_objects,
+    _write_png,
+)
+
+__all__ = ["STUFF_CATEGORIES", "panoptic_categories", "render_panoptic_sample", "generate_panoptic_dataset"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+STUFF_TONES: Dict[str, Tuple[int, int, int]] = {
+    "grey": (125, 125, 125), "sand": (185, 160, 115), "slate": (80, 95, 125), "moss": (95, 125, 80),
+}
+STUFF_PATTERNS = ("plain", "lined")
+STUFF_CATEGORIES: Tuple[Tuple[str, Tuple[int, int, int], str], ...] = tuple(
+    (f"{tone}-{pattern}", color, pattern) for tone, color in STUFF_TONES.items() for pattern in STUFF_PATTERNS
+)
+"""(name, colour, pattern) of the 8 stuff categories."""
+
+
+def panoptic_categories() -> List[Dict]:
+    """COCO panoptic ``categories``: 108 things (ids 1..108) then 8 stuff (ids 109..116)."""
+    things = [{"id": c.id + 1, "name": c.name, "isthing": 1, "color": list(c.color)} for c in semantic_categories()]
+    stuff = [{"id": len(things) + 1 + i, "name": name, "isthing": 0, "color": list(color)}
+             for i, (name, color, _) in enumerate(STUFF_CATEGORIES)]
+    return things + stuff
+
+
+def render_panoptic_sample(rng: np.random.Generator, size: int, things: Sequence[SyntheticCategory]
+                           ) -> Tuple[np.ndarray, np.ndarray, List[Dict], np.ndarray]:
+    """Draw one image with its panoptic and semantic annotations.
+
+    Returns:
+        image [size, size, 3] uint8 RGB; segment ids [size, size] int64 (1..S, no void);
+        ``segments_info`` (``id``, ``category_id`` contiguous 0..115, ``isthing``); semantic [size, size] uint8.
+    """
+    scale = size / REFERENCE_SIZE
+    period = max(4, round(TEXTURE_PERIOD * scale))
+    ys, xs = np.ogrid[0:size, 0:size]
+    ys, xs = ys.astype(np.float32), xs.astype(np.float32)
+    # two stuff regions split by a straight line through a random point at a random angle
+    stuff_ids = rng.choice(len(STUFF_CATEGORIES), size=2, replace=False)
+    cx, cy = rng.uniform(0.3, 0.7, size=2) * size
+    angle = rng.uniform(0, np.pi)
+    side = ((xs - cx) * np.sin(angle) - (ys - cy) * np.cos(angle)) > 0  # [size, size] bool
+    image = np.empty((size, size, 3), dtype=np.float32)
+    for region, stuff in ((~side, stuff_ids[0]), (side, stuff_ids[1])):
+        _, color, pattern = STUFF_CATEGORIES[int(stuff)]
+        tone = np.asarray(color, dtype=np.float32) + rng.uniform(-8, 8, size=3).astype(np.float32)
+        layer = np.broadcast_to(tone, (size, size, 3)).copy()
+        if pattern == "lined":
+            lines = ((xs + ys) % max(3, period // 2)) < 1
+            layer[np.broadcast_to(lines, (size, size))] *= 0.6
+        image[region] = layer[region]
+    while True:
+        owner, placed = _place_objects(rng, size, things, xs, ys, MIN_VISIBLE_PX * scale * scale, distinct=False)
+        if len(placed) >= NUM_OBJECTS_RANGE[0]:
+            break
+    _paint_objects(rng, image, owner, placed, things, xs, ys, period)
+    image += 7.0 * rng.standard_normal(size=image.shape, dtype=np.float32)
+
+    segments = np.zeros((size, size), dtype=np.int64)
+    semantic = np.full((size, size), IGNORE_LABEL, dtype=np.uint8)
+    info: List[Dict] = []
+    num_things = len(things)
+    for region, stuff in ((~side, stuff_ids[0]), (side, stuff_ids[1])):
+        mask = region & (owner < 0)
+        if mask.any():
+            info.append({"id": len(info) + 1, "category_id": num_things + int(stuff), "isthing": False})
+            segments[mask] = info[-1]["id"]
+            semantic[mask] = num_things + int(stuff)
+    for index, cat_id in enumerate(placed):
+        mask = owner == index
+        info.append({"id": len(info) + 1, "category_id": int(cat_id), "isthing": True})
+        segments[mask] = info[-1]["id"]
+        semantic[mask] = int(cat_id)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), segments, info, semantic
+
+
+def _bbox(mask: np.ndarray) -> List[int]:
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+
+
+def _write_chunk(job: Tuple[str, int, str, str, int, int, int, int]) -> List[Dict]:
+    """Render images ``begin..end-1`` of one split (image ``i`` from the generator seeded by (seed, split
+    index, i)); returns their COCO panoptic annotations (dataset category ids)."""
+    tmp, split_index, split, folder, begin, end, size, seed = job
+    things = semantic_categories()
+    annotations = []
+    for i in range(begin, end):
+        image, segments, info, semantic = render_panoptic_sample(
+            np.random.default_rng([seed, 100 + split_index, i]), size, things)
+        stem = _file_stem(split, i)
+        _write_png(image, Path(tmp) / "images" / folder / f"{stem}.png")
+        _write_png(id2rgb(segments), Path(tmp) / "panoptic" / folder / f"{stem}.png")
+        _write_png(semantic, Path(tmp) / "panoptic_semseg" / folder / f"{stem}.png")
+        segments_info = [{"id": s["id"], "category_id": s["category_id"] + 1, "iscrowd": 0,
+                          "area": int((segments == s["id"]).sum()), "bbox": _bbox(segments == s["id"])}
+                         for s in info]
+        annotations.append({"image_id": stem, "file_name": f"{stem}.png", "segments_info": segments_info})
+    return annotations
+
+
+def generate_panoptic_dataset(out_dir: str | os.PathLike, *, num_train: int = 2000, num_val: int = 200,
+                              size: int = 128, seed: int = 0, overwrite: bool = False,
+                              num_workers: Optional[int] = None) -> Path:
+    """Write the synthetic panoptic dataset to ``out_dir`` (atomically: temporary folder, then rename).
+
+    Same arguments as :func:`mask2former_rankseg.data.synthetic.generate_semantic_dataset`.
+    """
+    out_dir = Path(out_dir)
+    if size < 32:
+        raise ValueError(f"--size must be at least 32 pixels, got {size}.")
+    if num_train < 1 or num_val < 1:
+        raise ValueError(f"Need at least one image per split, got num_train={num_train}, num_val={num_val}.")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it.")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        counts = {"train": num_train, "val": num_val}
+        categories = panoptic_categories()
+        for split_index, (split, folder) in enumerate(SPLITS.items()):
+            for sub in ("images", "panoptic", "panoptic_semseg"):
+                (tmp / sub / folder).mkdir(parents=True)
+            jobs = [(str(tmp), split_index, split, folder, b, min(b + _CHUNK, counts[split]), size, seed)
+                    for b in range(0, counts[split], _CHUNK)]
+            workers = _num_workers(counts[split]) if num_workers is None else max(1, num_workers)
+            if workers == 1:
+                chunks = [_write_chunk(job) for job in jobs]
+            else:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
+                    chunks = list(pool.map(_write_chunk, jobs))
+            annotations = [a for chunk in chunks for a in chunk]
+            images = [{"id": a["image_id"], "file_name": a["image_id"] + ".png", "height": size, "width": size}
+                      for a in annotations]
+            (tmp / f"panoptic_{split}.json").write_text(json.dumps(
+                {"images": images, "annotations": annotations, "categories": categories}))
+        info = {"format_version": FORMAT_VERSION, "task": "panoptic", "seed": seed, "image_size": [size, size],
+                "num_images": counts, "categories": categories}
+        (tmp / "categories.json").write_text(json.dumps(info, indent=1) + "\n")  # last: marks completion
+        _move_into_place(tmp, out_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("Wrote synthetic panoptic dataset (%d train + %d val images, %dx%d) to %s in %.1f s",
+                num_train, num_val, size, size, out_dir, time.perf_counter() - start)
+    return out_dir
