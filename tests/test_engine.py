@@ -450,18 +450,6 @@ def test_cli_parser():
     assert not defaults.eval_only and not defaults.resume and defaults.dist_url == "auto" and defaults.opts == []
 
 
-@pytest.fixture
-def restore_package_logger():
-    """default_setup configures the package logger (handlers, no propagation); undo it after the test."""
-    log = logging.getLogger("mask2former_rankseg")
-    saved = (list(log.handlers), log.propagate, log.level)
-    yield
-    for h in log.handlers:
-        if h not in saved[0]:
-            h.close()
-    log.handlers[:], log.propagate, log.level = saved
-
-
 def test_train_net_setup_merges_validates_and_saves_the_config(tmp_path, restore_package_logger):
     import train_net
 

@@ -13,6 +13,7 @@ from pycocotools import mask as mask_utils
 from mask2former_rankseg.data import DatasetCatalog, MetadataCatalog
 from mask2former_rankseg.data.datasets.instance import (
     ADE20K_INSTANCE_CATEGORIES,
+    COCO_INSTANCE_CATEGORIES,
     load_coco_instances_json,
     register_instance_dataset,
 )
@@ -48,6 +49,19 @@ def test_builtin_ade20k_instance_metadata():
     assert meta.thing_dataset_id_to_contiguous_id[7] == 0 and meta.thing_classes[3] == "person"
     assert meta.json_file.endswith("ADEChallengeData2016/ade20k_instance_val.json") and meta.evaluator_type == "coco"
     assert "ade20k_instance_train" in DatasetCatalog
+
+
+def test_builtin_coco_instance_metadata(tmp_path, monkeypatch):
+    meta = MetadataCatalog.get("coco_2017_val")
+    assert len(COCO_INSTANCE_CATEGORIES) == 80 and len(meta.thing_classes) == len(meta.thing_colors) == 80
+    # COCO's dataset ids have gaps (1..90): detectron2's contiguous ids are the positions
+    assert meta.thing_dataset_id_to_contiguous_id[1] == 0 and meta.thing_dataset_id_to_contiguous_id[90] == 79
+    assert meta.thing_classes[79] == "toothbrush" and meta.thing_colors[0] == [220, 20, 60]
+    assert meta.evaluator_type == "coco" and meta.json_file.endswith("coco/annotations/instances_val2017.json")
+    # the paths follow $DETECTRON2_DATASETS when the dataset is loaded
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "coco" / "annotations" / "instances_train2017.json")):
+        DatasetCatalog.get("coco_2017_train")
 
 
 def test_load_and_map(tmp_path):

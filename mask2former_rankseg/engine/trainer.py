@@ -414,9 +414,12 @@ class Trainer:
         results: Dict[str, Any] = OrderedDict()
         for idx, name in enumerate(names):
             out_dir = Path(cfg.OUTPUT_DIR) / "inference" / name if cfg.OUTPUT_DIR else None
+            # the loader first, as detectron2 does: loading a dataset refreshes the paths in its metadata
+            # ($DETECTRON2_DATASETS is read then), which the evaluator reads
+            loader = cls.build_test_loader(cfg, name)
             evaluator = (evaluators[idx] if evaluators is not None
                          else cls.build_evaluator(cfg, name, str(out_dir) if out_dir else None))
-            res = inference_on_dataset(model, cls.build_test_loader(cfg, name), evaluator)
+            res = inference_on_dataset(model, loader, evaluator)
             results[name] = res
             if comm.is_main_process() and res:
                 if out_dir is not None:

@@ -1,26 +1,30 @@
-"""COCO-instance-format datasets: ADE20K instance segmentation (100 thing classes).
+"""COCO-instance-format datasets: ADE20K instance segmentation (100 thing classes) and COCO 2017 instance
+segmentation (80 thing classes).
 
 Layout under ``$DETECTRON2_DATASETS``::
 
     ADEChallengeData2016/images/{training,validation}/*.jpg
     ADEChallengeData2016/ade20k_instance_{train,val}.json    # COCO instance format
+    coco/{train,val}2017/*.jpg
+    coco/annotations/instances_{train,val}2017.json
 
 Dataset dicts: ``file_name``, ``image_id``, ``height``, ``width`` and ``annotations`` (``segmentation`` as
 polygons or RLE, ``category_id`` contiguous, ``iscrowd``, ``bbox``). Metadata: ``json_file``, ``image_root``,
-``thing_classes``, ``thing_dataset_id_to_contiguous_id``, ``evaluator_type="coco"``.
+``thing_classes``, ``thing_dataset_id_to_contiguous_id``, ``evaluator_type="coco"`` (and ``thing_colors`` for COCO).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..catalog import DatasetCatalog, MetadataCatalog
+from .panoptic import COCO_PANOPTIC_CATEGORIES
 from .sem_seg import dataset_root, update_metadata
 
-__all__ = ["ADE20K_INSTANCE_CATEGORIES", "load_coco_instances_json", "register_all_instance",
-           "register_instance_dataset"]
+__all__ = ["ADE20K_INSTANCE_CATEGORIES", "COCO_INSTANCE_CATEGORIES", "load_coco_instances_json",
+           "register_all_instance", "register_instance_dataset"]
 
 # ADE20K-150's 100 instance ("thing") categories: (dataset id, name), as Mask2Former registers them.
 ADE20K_INSTANCE_CATEGORIES: Tuple[Tuple[int, str], ...] = (
@@ -41,6 +45,11 @@ ADE20K_INSTANCE_CATEGORIES: Tuple[Tuple[int, str], ...] = (
     (135, 'vase'), (136, 'traffic light'), (137, 'tray'), (138, 'ashcan'), (139, 'fan'), (142, 'plate'),
     (143, 'monitor'), (144, 'bulletin board'), (146, 'radiator'), (147, 'glass'), (148, 'clock'), (149, 'flag'),
 )
+
+COCO_INSTANCE_CATEGORIES: Tuple[Tuple[int, str], ...] = tuple(
+    (cid, name) for cid, name, isthing, _ in COCO_PANOPTIC_CATEGORIES if isthing)
+"""COCO's 80 thing categories (dataset id, name), in detectron2's order (contiguous id = position)."""
+_COCO_THING_COLORS = [list(color) for _, _, isthing, color in COCO_PANOPTIC_CATEGORIES if isthing]
 
 
 def load_coco_instances_json(json_file: str | Path, image_root: str | Path,
@@ -79,7 +88,8 @@ def load_coco_instances_json(json_file: str | Path, image_root: str | Path,
 
 
 def register_instance_dataset(name: str, categories: Sequence[Tuple[int, str]],
-                              paths: Callable[[], Tuple[Path, Path]]) -> None:
+                              paths: Callable[[], Tuple[Path, Path]],
+                              thing_colors: Optional[Sequence[Sequence[int]]] = None) -> None:
     """Register a COCO-instance-format dataset; ``paths()`` gives (image root, JSON) when loaded."""
     mapping = {cid: i for i, (cid, _) in enumerate(categories)}
 
@@ -92,6 +102,8 @@ def register_instance_dataset(name: str, categories: Sequence[Tuple[int, str]],
     DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(image_root=str(image_root), json_file=str(json_file), evaluator_type="coco",
                                   thing_classes=[n for _, n in categories], thing_dataset_id_to_contiguous_id=mapping)
+    if thing_colors is not None:
+        MetadataCatalog.get(name).set(thing_colors=[list(c) for c in thing_colors])
 
 
 def _ade_paths(split: str) -> Tuple[Path, Path]:
@@ -100,9 +112,18 @@ def _ade_paths(split: str) -> Tuple[Path, Path]:
     return ade / "images" / folder, ade / f"ade20k_instance_{split}.json"
 
 
+def _coco_paths(split: str) -> Tuple[Path, Path]:
+    coco = dataset_root() / "coco"
+    return coco / f"{split}2017", coco / "annotations" / f"instances_{split}2017.json"
+
+
 def register_all_instance() -> None:
-    """Register ``ade20k_instance_train`` / ``ade20k_instance_val`` (cheap: nothing is read)."""
+    """Register ``ade20k_instance_{train,val}`` and ``coco_2017_{train,val}`` (cheap: nothing is read)."""
     for split in ("train", "val"):
         name = f"ade20k_instance_{split}"
         if name not in DatasetCatalog:
             register_instance_dataset(name, ADE20K_INSTANCE_CATEGORIES, lambda split=split: _ade_paths(split))
+        name = f"coco_2017_{split}"
+        if name not in DatasetCatalog:
+            register_instance_dataset(name, COCO_INSTANCE_CATEGORIES, lambda split=split: _coco_paths(split),
+                                      thing_colors=_COCO_THING_COLORS)
