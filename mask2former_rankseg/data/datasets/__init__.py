@@ -11,6 +11,8 @@ from .panoptic import (
 )
 from .sem_seg import dataset_root, load_sem_seg
 from .synthetic_sem_seg import register_all_synthetic_sem_seg, semantic_categories
+from .vspw import VSPW_CLASSES, load_vspw, register_all_vspw, vspw_labels_to_contiguous
+from .ytvis import YTVIS_CATEGORIES_2019, YTVIS_CATEGORIES_2021, load_ytvis_json, register_all_ytvis
 
 __all__ = [
     "ADE20K_SEM_SEG_CATEGORIES",
@@ -24,6 +26,12 @@ __all__ = [
     "load_sem_seg",
     "register_all_builtin",
     "semantic_categories",
+    "VSPW_CLASSES",
+    "YTVIS_CATEGORIES_2019",
+    "YTVIS_CATEGORIES_2021",
+    "load_vspw",
+    "load_ytvis_json",
+    "vspw_labels_to_contiguous",
 ]
 
 
@@ -34,6 +42,8 @@ def register_all_builtin() -> None:
     register_all_instance()
     register_all_synthetic_panoptic()
     register_all_synthetic_sem_seg()
+    register_all_ytvis()
+    register_all_vspw()
 
 
 register_all_builtin()
