@@ -54,7 +54,8 @@ def get_detection_dataset_dicts(names: Union[str, Sequence[str]]) -> List[Dict[s
 
 
 class MapDataset(Dataset):
-    """``dicts[i]`` mapped by ``mapper``; a mapping failure is re-raised naming the image file."""
+    """``dicts[i]`` mapped by ``mapper``; a mapping failure is re-raised naming the image file (the video, for
+    video dicts)."""
 
     def __init__(self, dicts: Sequence[Dict[str, Any]], mapper: Mapper):
         self._dicts = list(dicts)
@@ -68,9 +69,14 @@ class MapDataset(Dataset):
         try:
             return self._mapper(record)
         except Exception as e:
-            name = str(record.get("file_name", f"dataset element {index}"))
-            if name in str(e):
-                raise  # the message already names the file
+            if "file_name" in record:
+                name = str(record["file_name"])
+            elif "video_id" in record:
+                name = f"video {record['video_id']}"
+            else:
+                name = f"dataset element {index}"
+            if name.lower() in str(e).lower():
+                raise  # the message already names the file (or video)
             raise RuntimeError(f"Failed to load {name}: {type(e).__name__}: {e}") from e
 
 
@@ -179,7 +185,7 @@ def build_detection_train_loader(cfg, mapper: Optional[Mapper] = None, *,
 
 def build_detection_test_loader(cfg, dataset_name: Union[str, Sequence[str]],
                                 mapper: Optional[Mapper] = None) -> DataLoader:
-    """Test loader over ``dataset_name``: one image per batch, every image once across ranks,
+    """Test loader over ``dataset_name``: one image (or video) per batch, every image once across ranks,
     ``DATALOADER.NUM_WORKERS`` workers; ``mapper`` defaults to :class:`InferenceDatasetMapper`."""
     dataset = get_detection_dataset_dicts(dataset_name)
     if mapper is None:

@@ -3,15 +3,19 @@
 from .augmentation import (
     Augmentation,
     FixedSizeCrop,
+    RandomBrightness,
+    RandomContrast,
     RandomCrop,
     RandomCrop_CategoryAreaConstraint,
     RandomFlip,
+    RandomSaturation,
     ResizeScale,
     ResizeShortestEdge,
     apply_augmentations,
     apply_augmentations_with_maps,
 )
 from .transform import (
+    BlendTransform,
     ColorAugSSDTransform,
     CropTransform,
     HFlipTransform,
@@ -23,10 +27,14 @@ from .transform import (
 
 __all__ = [
     "Augmentation",
+    "BlendTransform",
     "FixedSizeCrop",
+    "RandomBrightness",
+    "RandomContrast",
     "RandomCrop",
     "RandomCrop_CategoryAreaConstraint",
     "RandomFlip",
+    "RandomSaturation",
     "ResizeScale",
     "ResizeShortestEdge",
     "apply_augmentations",

@@ -11,7 +11,15 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .transform import CropTransform, HFlipTransform, NoOpTransform, ResizeTransform, Transform, VFlipTransform
+from .transform import (
+    BlendTransform,
+    CropTransform,
+    HFlipTransform,
+    NoOpTransform,
+    ResizeTransform,
+    Transform,
+    VFlipTransform,
+)
 
 __all__ = [
     "Augmentation",
@@ -19,6 +27,9 @@ __all__ = [
     "RandomCrop",
     "RandomCrop_CategoryAreaConstraint",
     "RandomFlip",
+    "RandomBrightness",
+    "RandomContrast",
+    "RandomSaturation",
     "apply_augmentations",
 ]
 
@@ -215,6 +226,43 @@ class RandomFlip(Augmentation):
         if np.random.uniform() < self.prob:
             return HFlipTransform(w) if self.horizontal else VFlipTransform(h)
         return NoOpTransform()
+
+
+class RandomBrightness(Augmentation):
+    """Scale the intensities by w ~ U(intensity_min, intensity_max) (detectron2's ``RandomBrightness``)."""
+
+    def __init__(self, intensity_min: float, intensity_max: float):
+        self.intensity_min, self.intensity_max = float(intensity_min), float(intensity_max)
+
+    def get_transform(self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None) -> Transform:
+        w = np.random.uniform(self.intensity_min, self.intensity_max)
+        return BlendTransform(src_image=0.0, src_weight=1 - w, dst_weight=w)
+
+
+class RandomContrast(Augmentation):
+    """Blend with the image's mean intensity: ``(1 - w) * mean + w * image``, w ~ U(min, max) (detectron2's)."""
+
+    def __init__(self, intensity_min: float, intensity_max: float):
+        self.intensity_min, self.intensity_max = float(intensity_min), float(intensity_max)
+
+    def get_transform(self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None) -> Transform:
+        w = np.random.uniform(self.intensity_min, self.intensity_max)
+        return BlendTransform(src_image=float(image.mean()), src_weight=1 - w, dst_weight=w)
+
+
+class RandomSaturation(Augmentation):
+    """Blend an RGB image with its grey version (weights 0.299, 0.587, 0.114): ``(1 - w) * grey + w * image``,
+    w ~ U(min, max) (detectron2's ``RandomSaturation``)."""
+
+    def __init__(self, intensity_min: float, intensity_max: float):
+        self.intensity_min, self.intensity_max = float(intensity_min), float(intensity_max)
+
+    def get_transform(self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None) -> Transform:
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"RandomSaturation needs an [H, W, 3] RGB image, got shape {image.shape}.")
+        w = np.random.uniform(self.intensity_min, self.intensity_max)
+        grey = image.astype(np.float32).dot(np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+        return BlendTransform(src_image=grey, src_weight=1 - w, dst_weight=w)
 
 
 def apply_augmentations(augmentations: Sequence[Union[Augmentation, Transform]], image: np.ndarray,

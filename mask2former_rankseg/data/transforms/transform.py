@@ -17,6 +17,7 @@ __all__ = [
     "CropTransform",
     "HFlipTransform",
     "VFlipTransform",
+    "BlendTransform",
     "ColorAugSSDTransform",
 ]
 
@@ -106,6 +107,27 @@ class VFlipTransform(Transform):
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return self.apply_image(segmentation)
+
+
+class BlendTransform(Transform):
+    """``src_weight * src_image + dst_weight * image`` (detectron2's photometric blend); segmentations unchanged.
+
+    Args:
+        src_image: a scalar or an array broadcastable to the image (e.g. its grey version).
+        src_weight, dst_weight: blend weights.
+    """
+
+    def __init__(self, src_image, src_weight: float, dst_weight: float):
+        self.src_image, self.src_weight, self.dst_weight = src_image, float(src_weight), float(dst_weight)
+
+    def apply_image(self, image: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, C] -> uint8 (clipped to 0..255)."""
+        src = np.asarray(self.src_image, dtype=np.float32)
+        out = self.src_weight * src + self.dst_weight * image.astype(np.float32)
+        return np.clip(out, 0, 255).astype(np.uint8) if image.dtype == np.uint8 else out.astype(image.dtype)
+
+    def __repr__(self) -> str:
+        return f"BlendTransform(src_weight={self.src_weight:.3f}, dst_weight={self.dst_weight:.3f})"
 
 
 class ColorAugSSDTransform(Transform):
