@@ -129,10 +129,6 @@ def test_cli(tmp_path, capsys):
                            "--size", "48", "--seed", "1"]) == 0
     assert len(list((out / "images" / "training").glob("*.png"))) == 3
     assert np.asarray(Image.open(out / "images" / "validation" / "synthetic_val_00001.png")).shape == (48, 48, 3)
-    for task in ("video",):
-        assert synthetic.main(["--task", task, "--out", str(tmp_path / task)]) == 2
-        assert "not implemented yet" in capsys.readouterr().err
-        assert not (tmp_path / task).exists()
     assert synthetic.main(["--task", "semantic", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
 

@@ -18,6 +18,9 @@ Usage::
 
     python -m mask2former_rankseg.data.synthetic --task semantic --out datasets/synthetic/sem_seg
 
+``--task panoptic`` (``synthetic_panoptic.py``), ``--task video`` (YouTube-VIS format) and ``--task vspw`` (VSPW
+layout; both in ``synthetic_video.py``) write the other embedded datasets.
+
 The output is written to a temporary folder next to ``OUT`` and renamed into place when complete,
 so an interrupted run never leaves a partial dataset at ``OUT``.
 """
@@ -322,7 +325,12 @@ def load_categories(dataset_dir: str | os.PathLike) -> dict:
 # CLI
 # ---------------------------------------------------------------------------------------------------
 
-_LATER_TASKS = {"video": "YouTube-VIS-style video"}
+TASKS = {
+    "semantic": "ADE20K-layout semantic segmentation",
+    "panoptic": "COCO panoptic format",
+    "video": "YouTube-VIS-format video instance segmentation",
+    "vspw": "VSPW-layout video semantic segmentation",
+}
 
 
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -330,11 +338,15 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         prog="python -m mask2former_rankseg.data.synthetic",
         description="Generate an embedded synthetic segmentation dataset (deterministic for a seed).",
     )
-    parser.add_argument("--task", required=True, choices=["semantic", "panoptic", *_LATER_TASKS],
-                        help="semantic: ADE20K-layout semantic segmentation; panoptic: COCO panoptic format")
+    parser.add_argument("--task", required=True, choices=list(TASKS),
+                        help="; ".join(f"{k}: {v}" for k, v in TASKS.items()))
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    parser.add_argument("--num-train", type=int, default=2000)
-    parser.add_argument("--num-val", type=int, default=200)
+    parser.add_argument("--num-train", type=int, default=None,
+                        help="training images (videos for video/vspw); default 2000 images, 160 / 120 videos")
+    parser.add_argument("--num-val", type=int, default=None,
+                        help="validation images (videos); default 200 images, 20 videos")
+    parser.add_argument("--num-frames", type=int, default=None,
+                        help="frames per video (video: 16, vspw: 24); video tasks only")
     parser.add_argument("--size", type=int, default=128, help="image height and width")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
@@ -343,22 +355,28 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parse_args(argv)
-    if args.task in _LATER_TASKS:
-        print(f"error: --task {args.task} ({_LATER_TASKS[args.task]}) is not implemented yet; "
-              "only --task semantic and panoptic are available.", file=sys.stderr)
-        return 2
     from .synthetic_panoptic import generate_panoptic_dataset
+    from .synthetic_video import generate_vspw_dataset, generate_ytvis_dataset
 
     generators: Dict[str, Callable[..., Path]] = {"semantic": generate_semantic_dataset,
-                                                  "panoptic": generate_panoptic_dataset}
+                                                  "panoptic": generate_panoptic_dataset,
+                                                  "video": generate_ytvis_dataset, "vspw": generate_vspw_dataset}
+    video = args.task in ("video", "vspw")
+    if args.num_frames is not None and not video:
+        print(f"error: --num-frames is for the video tasks, not --task {args.task}.", file=sys.stderr)
+        return 2
+    names = ("num_train", "num_val", "num_frames") if video else ("num_train", "num_val")
+    options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     start = time.perf_counter()
     try:
-        out = generators[args.task](args.out, num_train=args.num_train, num_val=args.num_val, size=args.size,
-                                    seed=args.seed, overwrite=args.overwrite)
+        out = generators[args.task](args.out, size=args.size, seed=args.seed, overwrite=args.overwrite, **options)
     except (FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"Wrote {args.num_train} train + {args.num_val} val images to {out} "
+    info = load_categories(out)
+    counts = info["num_videos"] if video else info["num_images"]
+    unit = f"videos of {info['num_frames']} frames" if video else "images"
+    print(f"Wrote {counts['train']} train + {counts['val']} val {unit} ({TASKS[args.task]}) to {out} "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
 

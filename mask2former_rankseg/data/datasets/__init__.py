@@ -11,6 +11,7 @@ from .panoptic import (
 )
 from .sem_seg import dataset_root, load_sem_seg
 from .synthetic_sem_seg import register_all_synthetic_sem_seg, semantic_categories
+from .synthetic_video import register_all_synthetic_video, video_categories
 from .vspw import VSPW_CLASSES, load_vspw, register_all_vspw, vspw_labels_to_contiguous
 from .ytvis import YTVIS_CATEGORIES_2019, YTVIS_CATEGORIES_2021, load_ytvis_json, register_all_ytvis
 
@@ -26,6 +27,7 @@ __all__ = [
     "load_sem_seg",
     "register_all_builtin",
     "semantic_categories",
+    "video_categories",
     "VSPW_CLASSES",
     "YTVIS_CATEGORIES_2019",
     "YTVIS_CATEGORIES_2021",
@@ -44,6 +46,7 @@ def register_all_builtin() -> None:
     register_all_synthetic_sem_seg()
     register_all_ytvis()
     register_all_vspw()
+    register_all_synthetic_video()
 
 
 register_all_builtin()
