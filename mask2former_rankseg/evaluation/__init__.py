@@ -13,6 +13,7 @@ from .instance import InstanceSegEvaluator
 from .multilabel import RankSegEvaluator, image_average_precision, image_precision, image_recall
 from .panoptic import COCOPanopticEvaluator
 from .sem_seg import SemSegEvaluator, compute_sem_seg_metrics
+from .ytvis import YTVISEvaluator, spatio_temporal_iou, ytvis_evaluate
 
 __all__ = [
     "COCOPanopticEvaluator",
@@ -21,6 +22,9 @@ __all__ = [
     "DatasetEvaluators",
     "RankSegEvaluator",
     "SemSegEvaluator",
+    "YTVISEvaluator",
+    "spatio_temporal_iou",
+    "ytvis_evaluate",
     "compute_sem_seg_metrics",
     "format_results_table",
     "image_average_precision",
