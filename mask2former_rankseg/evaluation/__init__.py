@@ -13,6 +13,7 @@ from .instance import InstanceSegEvaluator
 from .multilabel import RankSegEvaluator, image_average_precision, image_precision, image_recall
 from .panoptic import COCOPanopticEvaluator
 from .sem_seg import SemSegEvaluator, compute_sem_seg_metrics
+from .vspw import VideoConsistency, VSPWEvaluator, clip_consistency
 from .ytvis import YTVISEvaluator, spatio_temporal_iou, ytvis_evaluate
 
 __all__ = [
@@ -22,7 +23,10 @@ __all__ = [
     "DatasetEvaluators",
     "RankSegEvaluator",
     "SemSegEvaluator",
+    "VSPWEvaluator",
+    "VideoConsistency",
     "YTVISEvaluator",
+    "clip_consistency",
     "spatio_temporal_iou",
     "ytvis_evaluate",
     "compute_sem_seg_metrics",
