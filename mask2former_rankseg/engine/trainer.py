@@ -25,7 +25,7 @@ __all__ = ["Trainer"]
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_EVALUATOR_TYPES = ("sem_seg", "coco_panoptic_seg", "ade20k_panoptic_seg", "coco")
+SUPPORTED_EVALUATOR_TYPES = ("sem_seg", "coco_panoptic_seg", "ade20k_panoptic_seg", "coco", "ytvis", "vspw")
 
 
 class Trainer:
@@ -116,10 +116,18 @@ class Trainer:
     @classmethod
     def build_train_loader(cls, cfg):
         """Infinite iterable of batches (lists of mapped dicts) over ``DATASETS.TRAIN``, seeded by
-        ``cfg.SEED`` (the trainer passes a config whose ``SEED`` is the data stream's seed)."""
-        from ..data import build_detection_train_loader
-        from ..data.mappers import TRAIN_MAPPERS
+        ``cfg.SEED`` (the trainer passes a config whose ``SEED`` is the data stream's seed).
 
+        The mapper is ``INPUT.DATASET_MAPPER_NAME``'s, except for video datasets (``evaluator_type`` "ytvis" or
+        "vspw" of the first training dataset), which get the video mapper of their type, as upstream's
+        train_net_video.py chooses it (one clip per video dict, ``SOLVER.IMS_PER_BATCH`` clips per batch).
+        """
+        from ..data import build_detection_train_loader
+        from ..data.mappers import TRAIN_MAPPERS, VIDEO_MAPPERS
+
+        video_type = _video_dataset_type(cfg.DATASETS.TRAIN[0]) if len(cfg.DATASETS.TRAIN) else None
+        if video_type is not None:
+            return build_detection_train_loader(cfg, VIDEO_MAPPERS[video_type].from_config(cfg, True))
         name = cfg.INPUT.DATASET_MAPPER_NAME
         if name not in TRAIN_MAPPERS:
             raise ValueError(f"INPUT.DATASET_MAPPER_NAME={name!r} is not supported; supported: "
@@ -128,9 +136,13 @@ class Trainer:
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):
+        """One image (video datasets: one video, or one evaluation clip of it) per batch."""
         from ..data import build_detection_test_loader
+        from ..data.mappers import VIDEO_MAPPERS
 
-        return build_detection_test_loader(cfg, dataset_name)
+        video_type = _video_dataset_type(dataset_name)
+        mapper = VIDEO_MAPPERS[video_type].from_config(cfg, False) if video_type is not None else None
+        return build_detection_test_loader(cfg, dataset_name, mapper)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
@@ -139,7 +151,9 @@ class Trainer:
         * ``sem_seg``, ``ade20k_panoptic_seg``, and ``coco_panoptic_seg`` with SEMANTIC_ON: ``SemSegEvaluator``;
         * ``*_panoptic_seg`` with PANOPTIC_ON: ``COCOPanopticEvaluator``;
         * ``coco`` (instance datasets), and ``*_panoptic_seg`` with INSTANCE_ON: ``InstanceSegEvaluator`` (mask AP);
-        * with ``MODEL.RANKSEG.FLAG`` and not ``USE_GT``: ``RankSegEvaluator`` (image-level ranking).
+        * with ``MODEL.RANKSEG.FLAG`` and not ``USE_GT``: ``RankSegEvaluator`` (image-level ranking);
+        * video datasets, as upstream's train_net_video.py: ``ytvis``: ``YTVISEvaluator`` (video AP and the server
+          submission), ``vspw``: ``VSPWEvaluator`` (mIoU, VC8, VC16); no image-level ranking metrics.
         """
         from ..data import MetadataCatalog
         from ..evaluation import (
@@ -148,6 +162,8 @@ class Trainer:
             InstanceSegEvaluator,
             RankSegEvaluator,
             SemSegEvaluator,
+            VSPWEvaluator,
+            YTVISEvaluator,
         )
 
         if output_folder is None:
@@ -159,6 +175,10 @@ class Trainer:
                 f"evaluator types: {', '.join(SUPPORTED_EVALUATOR_TYPES)}. Set the dataset's metadata "
                 "(MetadataCatalog.get(name).set(evaluator_type=...)) or override Trainer.build_evaluator."
             )
+        if evaluator_type == "ytvis":
+            return DatasetEvaluators([YTVISEvaluator(dataset_name, output_dir=output_folder, distributed=True)])
+        if evaluator_type == "vspw":
+            return DatasetEvaluators([VSPWEvaluator(dataset_name, output_dir=output_folder, distributed=True)])
         test = cfg.MODEL.MASK_FORMER.TEST
         panoptic = evaluator_type.endswith("_panoptic_seg")
         evaluators = []
@@ -338,7 +358,11 @@ class Trainer:
     def _nonfinite_message(self, values: Dict[str, float], batch: Any) -> str:
         files = []
         if isinstance(batch, (list, tuple)):
-            files = [str(d["file_name"]) for d in batch if isinstance(d, Mapping) and "file_name" in d]
+            for d in batch:
+                if isinstance(d, Mapping) and "file_name" in d:
+                    files.append(str(d["file_name"]))
+                elif isinstance(d, Mapping) and "file_names" in d:  # a video clip
+                    files.append(f"video {d.get('video_id')} ({', '.join(str(f) for f in d['file_names'])})")
         msg = (f"Loss became infinite or NaN at iteration {self.iter}: "
                + ", ".join(f"{k}={v:.4g}" for k, v in values.items())
                + ". Training stopped. Lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, or resume from the "
@@ -428,6 +452,16 @@ class Trainer:
         if len(results) == 1:
             return next(iter(results.values()))
         return results
+
+
+def _video_dataset_type(dataset_name: str) -> Optional[str]:
+    """The video mapper type ("ytvis", "vspw") of a dataset, from its metadata ``evaluator_type`` (None for image
+    datasets)."""
+    from ..data import MetadataCatalog
+    from ..data.mappers import VIDEO_MAPPERS
+
+    evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
+    return evaluator_type if evaluator_type in VIDEO_MAPPERS else None
 
 
 def _model_device(model: nn.Module) -> torch.device:
