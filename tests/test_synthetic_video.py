@@ -102,7 +102,7 @@ def test_cli_errors(tmp_path, capsys):
     assert synthetic.main(["--task", "semantic", "--out", str(tmp_path / "s"), "--num-frames", "3"]) == 2
     assert "--num-frames is for the video tasks" in capsys.readouterr().err
     assert synthetic.main(["--task", "vspw", "--out", str(tmp_path / "v"), "--num-frames", "0"]) == 2
-    assert "one frame per video" in capsys.readouterr().err and not (tmp_path / "v").exists()
+    assert "num_frames=0" in capsys.readouterr().err and not (tmp_path / "v").exists()
 
 
 def test_registration_generation_on_first_use_and_mappers(tmp_path, monkeypatch, caplog):

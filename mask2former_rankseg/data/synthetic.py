@@ -28,6 +28,7 @@ so an interrupted run never leaves a partial dataset at ``OUT``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -249,18 +250,10 @@ def generate_semantic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
         ``out_dir`` as a Path.
     """
     out_dir = Path(out_dir)
-    if size < 32:
-        raise ValueError(f"--size must be at least 32 pixels, got {size}.")
-    if num_train < 1 or num_val < 1:
-        raise ValueError(f"Need at least one image per split, got num_train={num_train}, num_val={num_val}.")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    check_generation_args(out_dir, size, overwrite, num_train=num_train, num_val=num_val)
     start = time.perf_counter()
     categories = semantic_categories()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset is not
+    with staging_dir(out_dir, overwrite) as tmp:
         counts = {"train": num_train, "val": num_val}
         jobs = []
         for split_index, (split, folder) in enumerate(SPLITS.items()):
@@ -269,13 +262,7 @@ def generate_semantic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
             for begin in range(0, counts[split], _CHUNK):
                 end = min(begin + _CHUNK, counts[split])
                 jobs.append((str(tmp), split_index, split, folder, begin, end, size, seed))
-        workers = _num_workers(num_train + num_val) if num_workers is None else max(1, num_workers)
-        if workers == 1:
-            for job in jobs:
-                _write_chunk(job)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(_write_chunk, jobs))
+        run_jobs(_write_chunk, jobs, _num_workers(num_train + num_val) if num_workers is None else num_workers)
         info = {
             "format_version": FORMAT_VERSION,
             "task": "semantic",
@@ -287,13 +274,48 @@ def generate_semantic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
         }
         # categories.json is written last: its presence marks a complete dataset.
         (tmp / "categories.json").write_text(json.dumps(info, indent=1) + "\n")
+    logger.info("Wrote synthetic semantic dataset (%d train + %d val images, %dx%d) to %s in %.1f s",
+                num_train, num_val, size, size, out_dir, time.perf_counter() - start)
+    return out_dir
+
+
+def run_jobs(worker: Callable, jobs: Sequence, num_workers: int) -> List:
+    """``[worker(job) for job in jobs]``, in ``num_workers`` processes when more than one."""
+    if num_workers <= 1:
+        return [worker(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=num_workers) as pool:
+        return list(pool.map(worker, jobs))
+
+
+def check_generation_args(out_dir: Path, size: int, overwrite: bool, **counts: int) -> None:
+    """The checks every generator makes: ``size`` >= 32, each count >= 1, ``out_dir`` empty unless ``overwrite``.
+
+    Raises:
+        ValueError: a bad size or count (named).
+        FileExistsError: ``out_dir`` holds files and ``overwrite`` is off.
+    """
+    if size < 32:
+        raise ValueError(f"--size must be at least 32 pixels, got {size}.")
+    bad = {k: v for k, v in counts.items() if v < 1}
+    if bad:
+        raise ValueError("Need at least 1 of each: got " + ", ".join(f"{k}={v}" for k, v in counts.items()) + ".")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it.")
+
+
+@contextlib.contextmanager
+def staging_dir(out_dir: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary folder next to ``out_dir`` to write a dataset into; renamed to ``out_dir`` when the block
+    finishes, removed when it raises (so ``out_dir`` never holds a partial dataset)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset is not
+        yield tmp
         _move_into_place(tmp, out_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("Wrote synthetic semantic dataset (%d train + %d val images, %dx%d) to %s in %.1f s",
-                num_train, num_val, size, size, out_dir, time.perf_counter() - start)
-    return out_dir
 
 
 def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:

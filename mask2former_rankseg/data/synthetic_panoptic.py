@@ -18,10 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -38,11 +35,13 @@ from .synthetic import (
     SPLITS,
     TEXTURE_PERIOD,
     _file_stem,
-    _move_into_place,
     _num_workers,
     _paint_objects,
     _place_objects,
     _write_png,
+    check_generation_args,
+    run_jobs,
+    staging_dir,
 )
 
 __all__ = ["STUFF_CATEGORIES", "panoptic_categories", "render_panoptic_sample", "generate_panoptic_dataset"]
@@ -152,17 +151,9 @@ def generate_panoptic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
     Same arguments as :func:`mask2former_rankseg.data.synthetic.generate_semantic_dataset`.
     """
     out_dir = Path(out_dir)
-    if size < 32:
-        raise ValueError(f"--size must be at least 32 pixels, got {size}.")
-    if num_train < 1 or num_val < 1:
-        raise ValueError(f"Need at least one image per split, got num_train={num_train}, num_val={num_val}.")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    check_generation_args(out_dir, size, overwrite, num_train=num_train, num_val=num_val)
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        os.chmod(tmp, 0o755)
+    with staging_dir(out_dir, overwrite) as tmp:
         counts = {"train": num_train, "val": num_val}
         categories = panoptic_categories()
         for split_index, (split, folder) in enumerate(SPLITS.items()):
@@ -170,12 +161,7 @@ def generate_panoptic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
                 (tmp / sub / folder).mkdir(parents=True)
             jobs = [(str(tmp), split_index, split, folder, b, min(b + _CHUNK, counts[split]), size, seed)
                     for b in range(0, counts[split], _CHUNK)]
-            workers = _num_workers(counts[split]) if num_workers is None else max(1, num_workers)
-            if workers == 1:
-                chunks = [_write_chunk(job) for job in jobs]
-            else:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
-                    chunks = list(pool.map(_write_chunk, jobs))
+            chunks = run_jobs(_write_chunk, jobs, _num_workers(counts[split]) if num_workers is None else num_workers)
             annotations = [a for chunk in chunks for a in chunk]
             images = [{"id": a["image_id"], "file_name": a["image_id"] + ".png", "height": size, "width": size}
                       for a in annotations]
@@ -184,10 +170,6 @@ def generate_panoptic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
         info = {"format_version": FORMAT_VERSION, "task": "panoptic", "seed": seed, "image_size": [size, size],
                 "num_images": counts, "categories": categories}
         (tmp / "categories.json").write_text(json.dumps(info, indent=1) + "\n")  # last: marks completion
-        _move_into_place(tmp, out_dir, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("Wrote synthetic panoptic dataset (%d train + %d val images, %dx%d) to %s in %.1f s",
                 num_train, num_val, size, size, out_dir, time.perf_counter() - start)
     return out_dir

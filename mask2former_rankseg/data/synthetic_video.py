@@ -30,10 +30,7 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -43,7 +40,15 @@ from PIL import Image
 
 from .datasets.synthetic_sem_seg import SyntheticCategory
 from .datasets.synthetic_video import video_categories, ytvis_categories
-from .synthetic import REFERENCE_SIZE, _move_into_place, _num_workers, _shape_mask, _write_png
+from .synthetic import (
+    REFERENCE_SIZE,
+    _num_workers,
+    _shape_mask,
+    _write_png,
+    check_generation_args,
+    run_jobs,
+    staging_dir,
+)
 
 __all__ = ["VideoScene", "render_video_scene", "generate_ytvis_dataset", "generate_vspw_dataset"]
 
@@ -210,44 +215,24 @@ def _vspw_job(job: Tuple[str, int, str, int, int, int, int, int]) -> List[str]:
     return names
 
 
-def _run_jobs(worker: Callable, jobs: List[Tuple], num_workers: int) -> List:
-    if num_workers <= 1:
-        return [worker(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=num_workers) as pool:
-        return list(pool.map(worker, jobs))
-
-
 def _generate(out_dir: str | os.PathLike, task: str, splits: Dict[str, str], write_split: Callable, *,
               num_train: int, num_val: int, num_frames: int, size: int, seed: int, overwrite: bool,
               num_workers: Optional[int]) -> Path:
     """Shared checks, temporary folder, ``categories.json`` and atomic rename of both video generators."""
     out_dir = Path(out_dir)
-    if size < 32:
-        raise ValueError(f"--size must be at least 32 pixels, got {size}.")
-    if num_train < 1 or num_val < 1 or num_frames < 1:
-        raise ValueError(f"Need at least one video per split and one frame per video, got num_train={num_train}, "
-                         f"num_val={num_val}, num_frames={num_frames}.")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    check_generation_args(out_dir, size, overwrite, num_train=num_train, num_val=num_val, num_frames=num_frames)
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        os.chmod(tmp, 0o755)
+    with staging_dir(out_dir, overwrite) as tmp:
         counts = {"train": num_train, "val": num_val}
         for split_index, (split, folder) in enumerate(splits.items()):
             jobs = [(str(tmp), split_index, folder, b, min(b + _VIDEOS_PER_JOB, counts[split]), size, num_frames,
                      seed) for b in range(0, counts[split], _VIDEOS_PER_JOB)]
-            workers = _num_workers(counts[split] * num_frames) if num_workers is None else max(1, num_workers)
+            workers = _num_workers(counts[split] * num_frames) if num_workers is None else num_workers
             write_split(tmp, split, folder, jobs, workers)
         info = {"format_version": FORMAT_VERSION, "task": task, "seed": seed, "image_size": [size, size],
                 "num_frames": num_frames, "num_videos": counts,
                 "categories": [asdict(c) for c in video_categories()]}
         (tmp / "categories.json").write_text(json.dumps(info, indent=1) + "\n")  # last: marks completion
-        _move_into_place(tmp, out_dir, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("Wrote synthetic %s dataset (%d train + %d val videos of %d frames, %dx%d) to %s in %.1f s", task,
                 num_train, num_val, num_frames, size, size, out_dir, time.perf_counter() - start)
     return out_dir
@@ -255,7 +240,7 @@ def _generate(out_dir: str | os.PathLike, task: str, splits: Dict[str, str], wri
 
 def _write_ytvis_split(tmp: Path, split: str, folder: str, jobs: List[Tuple], workers: int) -> None:
     videos, annotations = [], []
-    for part_videos, part_annotations in _run_jobs(_ytvis_job, jobs, workers):
+    for part_videos, part_annotations in run_jobs(_ytvis_job, jobs, workers):
         videos.extend(part_videos)
         annotations.extend(part_annotations)
     for i, ann in enumerate(annotations):
@@ -267,7 +252,7 @@ def _write_ytvis_split(tmp: Path, split: str, folder: str, jobs: List[Tuple], wo
 
 
 def _write_vspw_split(tmp: Path, split: str, folder: str, jobs: List[Tuple], workers: int) -> None:
-    names = [n for part in _run_jobs(_vspw_job, jobs, workers) for n in part]
+    names = [n for part in run_jobs(_vspw_job, jobs, workers) for n in part]
     (tmp / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
 
 

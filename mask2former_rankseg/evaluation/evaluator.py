@@ -134,6 +134,25 @@ def inference_on_dataset(model: nn.Module, data_loader: Iterable[List[Dict]],
     return results if results is not None else OrderedDict()
 
 
+def metadata_or_given(evaluator: str, dataset_name: Optional[str], **given: Any) -> Dict[str, Any]:
+    """``given`` values, each None replaced by the same-named field of ``dataset_name``'s metadata.
+
+    Raises:
+        ValueError: a value is neither given nor in the metadata (naming the evaluator, the keys and the dataset).
+    """
+    meta = None
+    if dataset_name is not None:
+        from ..data.catalog import MetadataCatalog
+
+        meta = MetadataCatalog.get(dataset_name)
+    values = {k: v if v is not None or meta is None else meta.get(k) for k, v in given.items()}
+    missing = [k for k, v in values.items() if v is None]
+    if missing:
+        raise ValueError(f"{evaluator} needs {' and '.join(given)} (arguments, or metadata of {dataset_name!r}); "
+                         f"missing: {', '.join(missing)}.")
+    return values
+
+
 def format_results_table(results: Dict[str, Any], per_class: bool = False) -> str:
     """Readable table ``task | metric | value`` of ``{task: {metric: value}}``.
 

@@ -8,22 +8,60 @@ import logging
 import math
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ..utils import comm
-from .evaluator import DatasetEvaluator, write_results_json
+from .evaluator import DatasetEvaluator, metadata_or_given, write_results_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["InstanceSegEvaluator", "COCO_AP_METRICS"]
+__all__ = ["InstanceSegEvaluator", "ThingPredictionsEvaluator", "COCO_AP_METRICS"]
 
 COCO_AP_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 """The first six numbers of COCOeval's summary, in this order."""
 
 
-class InstanceSegEvaluator(DatasetEvaluator):
+class ThingPredictionsEvaluator(DatasetEvaluator):
+    """Base of the evaluators that score predictions against a JSON of thing annotations (COCO instances,
+    YouTube-VIS): the JSON, the contiguous -> dataset category map, and gathering ``_predictions`` / ``_ids``.
+
+    Args:
+        dataset_name: its metadata gives ``json_file`` and ``thing_dataset_id_to_contiguous_id`` (unless given).
+        output_dir: where subclasses write their result files (None: nowhere).
+        distributed: gather predictions from every process (only rank 0 evaluates).
+    """
+
+    def __init__(self, dataset_name: Optional[str] = None, output_dir: Optional[str] = None, distributed: bool = True,
+                 *, json_file: Optional[str] = None,
+                 thing_dataset_id_to_contiguous_id: Optional[Mapping[int, int]] = None):
+        values = metadata_or_given(type(self).__name__, dataset_name, json_file=json_file,
+                                   thing_dataset_id_to_contiguous_id=thing_dataset_id_to_contiguous_id)
+        self._dataset_name = dataset_name
+        self._json_file = str(values["json_file"])
+        self._to_dataset_id = {v: k for k, v in dict(values["thing_dataset_id_to_contiguous_id"]).items()}
+        self._output_dir = output_dir
+        self._distributed = distributed
+        self.reset()
+
+    def reset(self) -> None:
+        self._predictions: List[Dict] = []
+        self._ids: List = []  # the images (videos) processed
+
+    def _gathered(self) -> Optional[Tuple[List[Dict], List]]:
+        """(predictions, ids) of every process; None on the non-main processes of a distributed run."""
+        predictions, ids = self._predictions, self._ids
+        if self._distributed:
+            comm.synchronize()
+            predictions = [p for part in comm.gather(predictions) for p in part]
+            ids = [i for part in comm.gather(ids) for i in part]
+            if not comm.is_main_process():
+                return None
+        return predictions, ids
+
+
+class InstanceSegEvaluator(ThingPredictionsEvaluator):
     """Mask AP of ``outputs[i]["instances"]`` (``pred_masks`` [N, H, W] at the image's size, ``scores``,
     ``pred_classes`` contiguous) against a COCO instances JSON.
 
@@ -33,38 +71,12 @@ class InstanceSegEvaluator(DatasetEvaluator):
         distributed: gather predictions from every process (only rank 0 evaluates).
     """
 
-    def __init__(self, dataset_name: Optional[str] = None, output_dir: Optional[str] = None, distributed: bool = True,
-                 *, json_file: Optional[str] = None,
-                 thing_dataset_id_to_contiguous_id: Optional[Mapping[int, int]] = None):
-        meta = None
-        if dataset_name is not None:
-            from ..data.catalog import MetadataCatalog
-
-            meta = MetadataCatalog.get(dataset_name)
-        if json_file is None and meta is not None:
-            json_file = meta.get("json_file")
-        if thing_dataset_id_to_contiguous_id is None and meta is not None:
-            thing_dataset_id_to_contiguous_id = meta.get("thing_dataset_id_to_contiguous_id")
-        if json_file is None or thing_dataset_id_to_contiguous_id is None:
-            raise ValueError(f"InstanceSegEvaluator needs json_file and thing_dataset_id_to_contiguous_id (arguments, "
-                             f"or metadata of {dataset_name!r}).")
-        self._dataset_name = dataset_name
-        self._json_file = str(json_file)
-        self._to_dataset_id = {v: k for k, v in dict(thing_dataset_id_to_contiguous_id).items()}
-        self._output_dir = output_dir
-        self._distributed = distributed
-        self.reset()
-
-    def reset(self) -> None:
-        self._predictions: List[Dict] = []
-        self._image_ids: List[int] = []
-
     def process(self, inputs: List[Dict], outputs: List[Dict]) -> None:
         """``inputs[i]`` needs ``image_id``; masks are encoded as COCO RLE right away (small to gather)."""
         from pycocotools import mask as mask_utils
 
         for inp, out in zip(inputs, outputs):
-            self._image_ids.append(inp["image_id"])
+            self._ids.append(inp["image_id"])
             inst = out["instances"]
             masks = np.asarray(inst.pred_masks.cpu() > 0.5, dtype=np.uint8)
             scores = inst.scores.cpu().tolist()
@@ -79,13 +91,10 @@ class InstanceSegEvaluator(DatasetEvaluator):
 
     def evaluate(self) -> Optional[Dict[str, Dict[str, float]]]:
         """``{"segm": {AP, AP50, AP75, APs, APm, APl, AP-<category>...}}`` in percent (NaN: no ground truth)."""
-        predictions, image_ids = self._predictions, self._image_ids
-        if self._distributed:
-            comm.synchronize()
-            predictions = [p for part in comm.gather(predictions) for p in part]
-            image_ids = [i for part in comm.gather(image_ids) for i in part]
-            if not comm.is_main_process():
-                return None
+        gathered = self._gathered()
+        if gathered is None:
+            return None
+        predictions, image_ids = gathered
         if self._output_dir:
             write_results_json(predictions, Path(self._output_dir) / "coco_instances_results.json")
         if not predictions:

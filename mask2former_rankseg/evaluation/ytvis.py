@@ -33,8 +33,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..utils import comm
-from .evaluator import DatasetEvaluator, write_results_json
+from .evaluator import write_results_json
+from .instance import ThingPredictionsEvaluator
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def write_submission(results: Sequence[Mapping[str, Any]], output_dir: str | os.
     return json_path, zip_path
 
 
-class YTVISEvaluator(DatasetEvaluator):
+class YTVISEvaluator(ThingPredictionsEvaluator):
     """Video AP of the model's per-video outputs against a YouTube-VIS JSON, and the server submission.
 
     ``process`` takes the inputs (one video each: ``video_id``, ``length``, ``height``, ``width``) and the outputs
@@ -263,31 +263,6 @@ class YTVISEvaluator(DatasetEvaluator):
         distributed: gather predictions from every process (only rank 0 evaluates).
     """
 
-    def __init__(self, dataset_name: Optional[str] = None, output_dir: Optional[str] = None, distributed: bool = True,
-                 *, json_file: Optional[str] = None,
-                 thing_dataset_id_to_contiguous_id: Optional[Mapping[int, int]] = None):
-        meta = None
-        if dataset_name is not None:
-            from ..data.catalog import MetadataCatalog
-
-            meta = MetadataCatalog.get(dataset_name)
-        json_file = json_file if json_file is not None else (meta.get("json_file") if meta is not None else None)
-        if thing_dataset_id_to_contiguous_id is None and meta is not None:
-            thing_dataset_id_to_contiguous_id = meta.get("thing_dataset_id_to_contiguous_id")
-        if json_file is None or thing_dataset_id_to_contiguous_id is None:
-            raise ValueError(f"YTVISEvaluator needs json_file and thing_dataset_id_to_contiguous_id (arguments, or "
-                             f"metadata of {dataset_name!r}).")
-        self._dataset_name = dataset_name
-        self._json_file = Path(json_file)
-        self._to_dataset_id = {v: k for k, v in dict(thing_dataset_id_to_contiguous_id).items()}
-        self._output_dir = output_dir
-        self._distributed = distributed
-        self.reset()
-
-    def reset(self) -> None:
-        self._results: List[Dict[str, Any]] = []
-        self._video_ids: List[Any] = []
-
     def process(self, inputs: List[Dict], outputs: Any) -> None:
         if isinstance(outputs, Mapping):
             outputs = [outputs]
@@ -295,25 +270,22 @@ class YTVISEvaluator(DatasetEvaluator):
             raise ValueError(f"{len(inputs)} videos but {len(outputs)} outputs; the model returns one dict per video.")
         for inp, out in zip(inputs, outputs):
             video_id = inp["video_id"]
-            self._video_ids.append(video_id)
-            self._results.extend(video_predictions_to_results(
+            self._ids.append(video_id)
+            self._predictions.extend(video_predictions_to_results(
                 video_id, out, self._to_dataset_id, num_frames=int(inp["length"]),
                 image_size=(int(inp["height"]), int(inp["width"]))))
 
     def evaluate(self) -> Optional[Dict[str, Dict[str, float]]]:
-        results, video_ids = self._results, self._video_ids
-        if self._distributed:
-            comm.synchronize()
-            results = [r for part in comm.gather(results) for r in part]
-            video_ids = [v for part in comm.gather(video_ids) for v in part]
-            if not comm.is_main_process():
-                return None
+        gathered = self._gathered()
+        if gathered is None:
+            return None
+        results, video_ids = gathered
         if self._output_dir:
             json_path, zip_path = write_submission(results, self._output_dir)
             logger.info("YouTube-VIS results of %d videos written to %s and %s (upload the zip to the server).",
                         len(set(video_ids)), json_path, zip_path)
         try:
-            ground_truth = json.loads(self._json_file.read_text())
+            ground_truth = json.loads(Path(self._json_file).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise OSError(f"Cannot read the YouTube-VIS ground truth {self._json_file}: {e}") from e
         if "annotations" not in ground_truth:

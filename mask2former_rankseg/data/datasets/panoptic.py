@@ -474,17 +474,11 @@ def _synthetic_paths(split: str, generate: bool = True) -> PanopticPaths:
     """Paths of the synthetic panoptic dataset; with ``generate``, it is generated (default settings) first
     when missing."""
     root = dataset_root() / "synthetic" / "panoptic"
-    if generate and not (root / "categories.json").is_file():
+    if generate:
         from ..synthetic_panoptic import generate_panoptic_dataset
+        from .synthetic_sem_seg import ensure_synthetic_dataset
 
-        logger.warning("Synthetic panoptic dataset not found at %s; generating it now.", root)
-        try:
-            generate_panoptic_dataset(root)
-        except FileExistsError as e:
-            if not (root / "categories.json").is_file():
-                raise FileExistsError(f"{root} exists but is not a complete synthetic panoptic dataset; delete it or "
-                                      "run `python -m mask2former_rankseg.data.synthetic --task panoptic --out "
-                                      f"{root} --overwrite`.") from e
+        ensure_synthetic_dataset(root, "panoptic", "panoptic", generate_panoptic_dataset)
     folder = {"train": "training", "val": "validation"}[split]
     return (root / "images" / folder, root / "panoptic" / folder, root / f"panoptic_{split}.json",
             root / "panoptic_semseg" / folder, None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from ...constants import IGNORE_LABEL
 from ..catalog import DatasetCatalog, MetadataCatalog
@@ -22,6 +22,7 @@ __all__ = [
     "TEXTURES",
     "SyntheticCategory",
     "semantic_categories",
+    "ensure_synthetic_dataset",
     "synthetic_sem_seg_dir",
     "load_synthetic_sem_seg",
     "register_all_synthetic_sem_seg",
@@ -74,6 +75,25 @@ def semantic_categories() -> List[SyntheticCategory]:
 _SPLITS = {"synthetic_sem_seg_train": "training", "synthetic_sem_seg_val": "validation"}
 
 
+def ensure_synthetic_dataset(root: Path, task: str, what: str, generate: Callable[[Path], Path]) -> None:
+    """Generate a synthetic dataset at ``root`` with default settings (``generate(root)``) unless
+    ``root/categories.json`` marks it complete; ``task`` is its ``--task`` name, ``what`` its description.
+
+    Raises:
+        FileExistsError: ``root`` holds something else (the message says how to regenerate it).
+    """
+    if (root / "categories.json").is_file():
+        return
+    logger.warning("Synthetic %s dataset not found at %s; generating it now (takes a few seconds).", what, root)
+    try:
+        generate(root)
+    except FileExistsError as e:
+        if not (root / "categories.json").is_file():  # not another process finishing it meanwhile
+            raise FileExistsError(
+                f"{root} exists but is not a complete synthetic dataset (no categories.json). Delete it, or run "
+                f"`python -m mask2former_rankseg.data.synthetic --task {task} --out {root} --overwrite`.") from e
+
+
 def synthetic_sem_seg_dir() -> Path:
     """``$DETECTRON2_DATASETS/synthetic/sem_seg`` (read at call time)."""
     return dataset_root() / "synthetic" / "sem_seg"
@@ -85,16 +105,7 @@ def load_synthetic_sem_seg(name: str) -> List[Dict[str, Any]]:
     from ..synthetic import generate_semantic_dataset, load_categories  # the generator is only needed here
 
     root = synthetic_sem_seg_dir()
-    if not (root / "categories.json").is_file():
-        logger.warning("Synthetic dataset not found at %s; generating it now (takes a few seconds).", root)
-        try:
-            generate_semantic_dataset(root)
-        except FileExistsError as e:
-            if not (root / "categories.json").is_file():  # not another process finishing it meanwhile
-                raise FileExistsError(
-                    f"{root} exists but is not a complete synthetic dataset (no categories.json). Delete it, or "
-                    f"run `python -m mask2former_rankseg.data.synthetic --task semantic --out {root} --overwrite`."
-                ) from e
+    ensure_synthetic_dataset(root, "semantic", "semantic", generate_semantic_dataset)
     info = load_categories(root)
     split = _SPLITS[name]
     image_dir, gt_dir = root / "images" / split, root / "annotations_detectron2" / split

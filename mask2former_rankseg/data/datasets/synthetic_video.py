@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import List, Tuple
 
 from ..catalog import DatasetCatalog
 from .sem_seg import dataset_root
-from .synthetic_sem_seg import COLORS, SyntheticCategory
+from .synthetic_sem_seg import COLORS, SyntheticCategory, ensure_synthetic_dataset
 from .vspw import register_vspw
 from .ytvis import register_ytvis_instances
 
@@ -53,26 +53,12 @@ def synthetic_vspw_dir() -> Path:
     return dataset_root() / "synthetic" / "vspw"
 
 
-def _ensure_generated(root: Path, task: str, what: str, generate: Callable[[Path], Path]) -> None:
-    """Generate the dataset at ``root`` with default settings unless ``root/categories.json`` marks it complete."""
-    if (root / "categories.json").is_file():
-        return
-    logger.warning("Synthetic %s dataset not found at %s; generating it now (takes a few seconds).", what, root)
-    try:
-        generate(root)
-    except FileExistsError as e:
-        if not (root / "categories.json").is_file():  # not another process finishing it meanwhile
-            raise FileExistsError(
-                f"{root} exists but is not a complete synthetic dataset (no categories.json). Delete it, or run "
-                f"`python -m mask2former_rankseg.data.synthetic --task {task} --out {root} --overwrite`.") from e
-
-
 def _ytvis_paths(split: str, generate: bool = True) -> Tuple[Path, Path]:
     root = synthetic_ytvis_dir()
     if generate:
         from ..synthetic_video import generate_ytvis_dataset
 
-        _ensure_generated(root, "video", "YouTube-VIS", generate_ytvis_dataset)
+        ensure_synthetic_dataset(root, "video", "YouTube-VIS", generate_ytvis_dataset)
     folder = {"train": "train", "val": "valid"}[split]
     return root / folder / "JPEGImages", root / f"{folder}.json"
 
@@ -82,7 +68,7 @@ def _vspw_paths(split: str, generate: bool = True) -> Tuple[Path, Path]:
     if generate:
         from ..synthetic_video import generate_vspw_dataset
 
-        _ensure_generated(root, "vspw", "VSPW", generate_vspw_dataset)
+        ensure_synthetic_dataset(root, "vspw", "VSPW", generate_vspw_dataset)
     return root, root / f"{split}.txt"
 
 
