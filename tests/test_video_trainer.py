@@ -107,3 +107,25 @@ def test_video_dataset_types():
     assert _video_dataset_type("synthetic_vspw_val") == "vspw"
     assert _video_dataset_type("synthetic_sem_seg_val") is None
     assert _video_dataset_type("coco_2017_val_panoptic") is None
+
+
+@pytest.mark.parametrize("name,kind", [("video_maskformer2_R18_synthetic.yaml", "ytvis"),
+                                       ("video_maskformer2_R18_synthetic-rankseg.yaml", "ytvis"),
+                                       ("video_maskformer2_R18_synthetic_vspw.yaml", "vspw"),
+                                       ("video_maskformer2_R18_synthetic_vspw-rankseg.yaml", "vspw")])
+def test_synthetic_video_configs_match_their_datasets(name, kind):
+    from mask2former_rankseg.data import MetadataCatalog
+    from mask2former_rankseg.engine.trainer import _video_dataset_type
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIGS / "synthetic" / name))
+    assert cfg.MODEL.META_ARCHITECTURE == "VideoMaskFormer"
+    assert {_video_dataset_type(cfg.DATASETS.TRAIN[0]), _video_dataset_type(cfg.DATASETS.TEST[0])} == {kind}
+    meta = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+    classes = meta.thing_classes if kind == "ytvis" else meta.stuff_classes
+    assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == len(classes) == 48
+    test = cfg.MODEL.MASK_FORMER.TEST
+    assert ((True, False) if kind == "ytvis" else (False, True)) == (test.INSTANCE_ON, test.SEMANTIC_ON)
+    assert ("rankseg" in name) == cfg.MODEL.RANKSEG.FLAG
+    if cfg.MODEL.RANKSEG.FLAG:
+        assert cfg.MODEL.RANKSEG.TOPK == 48 and cfg.MODEL.SEM_SEG_HEAD.USE_LAYERNORM
