@@ -86,7 +86,7 @@ class VideoConsistency:
         self.clip_lengths = tuple(int(n) for n in clip_lengths)
         self.keep = max(self.clip_lengths) - 1
         self.sums = {n: [0.0, 0] for n in self.clip_lengths}  # n -> [sum of acc, number of clips]
-        self.parts: List[_Part] = []
+        self.parts: List[_Part] = []  # parts that do not cover their whole video (they may need stitching)
         self._open: Optional[_Part] = None
 
     def add(self, video_id: Any, frame_index: int, video_length: int, gt: np.ndarray, pred: np.ndarray) -> None:
@@ -118,16 +118,14 @@ class VideoConsistency:
                 self.sums[n][1] += 1
 
     def _close(self) -> None:
-        if self._open is not None:
-            if self._open.complete:  # nothing to stitch: free the frames
-                self._open.head, self._open.tail = [], []
+        if self._open is not None and not self._open.complete:  # a whole video needs no stitching: drop its frames
             self.parts.append(self._open)
-            self._open = None
+        self._open = None
 
     def state(self) -> Dict[str, Any]:
-        """Picklable state (sums and the frames of parts that may need stitching)."""
+        """Picklable state: the clip sums and the parts that may need stitching."""
         self._close()
-        return {"sums": self.sums, "parts": [p for p in self.parts if not p.complete]}
+        return {"sums": self.sums, "parts": list(self.parts)}
 
     def merge(self, states: Sequence[Mapping[str, Any]]) -> Dict[int, float]:
         """VC_n in percent from the states of all processes (in rank order); clips spanning two parts of a video
