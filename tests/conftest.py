@@ -26,3 +26,22 @@ def restore_package_logger():
         if h not in saved[0]:
             h.close()
     log.handlers[:], log.propagate, log.level = saved
+
+
+TINY_MODEL_OPTS = [
+    "MODEL.DEVICE", "cpu",
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 12, "MODEL.RANKSEG.TOPK", 5, "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", 6,
+    "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 16,
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM", 32, "MODEL.SEM_SEG_HEAD.MASK_DIM", 32,
+    "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", 1,
+    "MODEL.MASK_FORMER.HIDDEN_DIM", 32, "MODEL.MASK_FORMER.DIM_FEEDFORWARD", 64, "MODEL.RANKSEG.HIDDEN_DIM", 32,
+    "INPUT.MIN_SIZE_TEST", 64,
+]
+"""Overrides that shrink a configs/synthetic model to a randomly initialised toy (under 1M parameters, 12 classes,
+64 px test size): for tests that need a whole model but not a trained one."""
+
+
+@pytest.fixture
+def tiny_model_opts():
+    """``KEY VALUE`` overrides for a tiny Mask2Former (+ RankSeg) built from configs/synthetic."""
+    return [str(v) for v in TINY_MODEL_OPTS]

@@ -2,7 +2,7 @@
 command line, predictor."""
 
 from .checkpoint import Checkpointer, CheckpointError, IncompatibleKeys
-from .defaults import default_argument_parser, default_setup, seed_all_rng, verify_results
+from .defaults import default_argument_parser, default_setup, resolve_device, seed_all_rng, verify_results
 from .hooks import EvalHook, HookBase, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .launch import launch
 from .optim import (
@@ -15,7 +15,7 @@ from .optim import (
     clip_gradients,
     get_param_groups,
 )
-from .predictor import Predictor
+from .predictor import ModelUnavailableError, Predictor, VideoPredictor, check_model_available, is_video_config
 from .trainer import Trainer
 
 __all__ = [
@@ -27,20 +27,25 @@ __all__ = [
     "IterationTimer",
     "LRMultiplier",
     "LRScheduler",
+    "ModelUnavailableError",
     "PeriodicCheckpointer",
     "PeriodicWriter",
     "Predictor",
     "Trainer",
+    "VideoPredictor",
     "WarmupParamScheduler",
     "WarmupPolyParamScheduler",
     "build_gradient_clipper",
     "build_lr_scheduler",
     "build_optimizer",
+    "check_model_available",
     "clip_gradients",
     "default_argument_parser",
     "default_setup",
     "get_param_groups",
+    "is_video_config",
     "launch",
+    "resolve_device",
     "seed_all_rng",
     "verify_results",
 ]

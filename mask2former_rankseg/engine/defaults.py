@@ -22,6 +22,7 @@ __all__ = [
     "capture_rng_state",
     "default_argument_parser",
     "default_setup",
+    "resolve_device",
     "restore_rng_state",
     "seed_all_rng",
     "verify_results",
@@ -108,6 +109,15 @@ def default_setup(cfg, args: Any) -> None:
     seed_all_rng(None if seed is None else seed + rank)
     if not getattr(args, "eval_only", False):
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
+
+
+def resolve_device(device: str) -> str:
+    """``MODEL.DEVICE``, or ``"cpu"`` (with a warning) when it names CUDA and no GPU is available."""
+    device = str(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("MODEL.DEVICE=%s but CUDA is not available: using the CPU.", device)
+        return "cpu"
+    return device
 
 
 def seed_all_rng(seed: Optional[int] = None) -> int:

@@ -18,7 +18,7 @@ from ..utils import comm
 from ..utils.events import EventStorage, EventWriter
 from . import hooks as hooks_module
 from .checkpoint import Checkpointer
-from .defaults import capture_rng_state, restore_rng_state
+from .defaults import capture_rng_state, resolve_device, restore_rng_state
 from .optim import build_gradient_clipper, build_lr_scheduler, build_optimizer
 
 __all__ = ["Trainer"]
@@ -91,11 +91,8 @@ class Trainer:
         from ..modeling import build_model
 
         model = build_model(cfg)
-        device = str(cfg.MODEL.DEVICE)
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            logger.warning("MODEL.DEVICE=%s but CUDA is not available: using the CPU.", device)
-            device = "cpu"
-        elif device.startswith("cuda") and comm.get_world_size() > 1:
+        device = resolve_device(cfg.MODEL.DEVICE)
+        if device.startswith("cuda") and comm.get_world_size() > 1:
             device = f"cuda:{comm.get_local_rank()}"
         model = model.to(device)
         n_params = sum(p.numel() for p in model.parameters())
