@@ -13,6 +13,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from ..utils import comm
+from ..utils.predictions import mask_to_rle
 from .evaluator import DatasetEvaluator, metadata_or_given, write_results_json
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,6 @@ class InstanceSegEvaluator(ThingPredictionsEvaluator):
 
     def process(self, inputs: List[Dict], outputs: List[Dict]) -> None:
         """``inputs[i]`` needs ``image_id``; masks are encoded as COCO RLE right away (small to gather)."""
-        from pycocotools import mask as mask_utils
-
         for inp, out in zip(inputs, outputs):
             self._ids.append(inp["image_id"])
             inst = out["instances"]
@@ -84,10 +83,8 @@ class InstanceSegEvaluator(ThingPredictionsEvaluator):
             for mask, score, cls in zip(masks, scores, classes):
                 if int(cls) not in self._to_dataset_id:
                     raise ValueError(f"Predicted class {cls} is not a thing class of {self._dataset_name!r}.")
-                rle = mask_utils.encode(np.asfortranarray(mask))
-                rle["counts"] = rle["counts"].decode("ascii")
                 self._predictions.append({"image_id": inp["image_id"], "category_id": self._to_dataset_id[int(cls)],
-                                          "segmentation": rle, "score": float(score)})
+                                          "segmentation": mask_to_rle(mask), "score": float(score)})
 
     def evaluate(self) -> Optional[Dict[str, Dict[str, float]]]:
         """``{"segm": {AP, AP50, AP75, APs, APm, APl, AP-<category>...}}`` in percent (NaN: no ground truth)."""
