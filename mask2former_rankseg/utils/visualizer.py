@@ -42,6 +42,8 @@ PANEL_ROWS = 10
 """Categories listed in the RankSeg panel (fewer when the image is too short for them)."""
 PANEL_WIDTH = 280
 """RankSeg panel width in pixels at text scale 1 (see :func:`rankseg_panel_width`)."""
+PANEL_MIN_WIDTH = 180
+"""The panel is never narrower than this (category names of small images stay readable)."""
 ROW_HEIGHT = 26
 """Height of one panel row (and the header) in pixels at text scale 1."""
 INSTANCE_JITTER = 60.0
@@ -200,7 +202,7 @@ def text_scale(height: int, width: int) -> float:
 def rankseg_panel_width(height: int, width: int) -> int:
     """Width in pixels of the RankSeg panel appended to the right of an image of this size (even, so that
     even-sized video frames stay even-sized, as video codecs need)."""
-    return 2 * int(round(PANEL_WIDTH * text_scale(height, width) / 2))
+    return 2 * int(round(max(PANEL_MIN_WIDTH, PANEL_WIDTH * text_scale(height, width)) / 2))
 
 
 def _font_scale(scale: float, relative: float) -> float:
