@@ -20,6 +20,11 @@ SYNTHETIC = REPO / "configs/synthetic/maskformer2_R18_synthetic.yaml"
 YTVIS = REPO / "configs/youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml"
 
 
+@pytest.fixture(autouse=True)
+def _restore_logger(restore_package_logger):
+    """demo.main sets up the package logger; other tests' caplog needs it as it was."""
+
+
 @pytest.fixture(scope="module")
 def demo():
     spec = importlib.util.spec_from_file_location("demo_cli", REPO / "demo" / "demo.py")
