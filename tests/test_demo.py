@@ -256,10 +256,21 @@ def test_command_line_runs_as_a_script(tmp_path):
     for flag in ["--config-file", "--input", "--video-input", "--webcam", "--output", "--confidence-threshold",
                  "--save-json", "--opts"]:
         assert flag in result.stdout
-    result = subprocess.run([sys.executable, str(REPO / "demo" / "demo.py"), "--config-file", "x.yaml"],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert result.returncode == 2 and "one of the arguments --webcam --video-input --input is required" in (
-        result.stderr)
-    result = subprocess.run([sys.executable, str(REPO / "demo" / "demo.py"), "--config-file", "x.yaml", "--webcam",
-                             "--save-json"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert result.returncode == 2 and "give --output" in result.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config-file", "x.yaml"], "one of the arguments --webcam --video-input --input is required"),
+    (["--config-file", "x.yaml", "--webcam", "--save-json"], "--save-json writes files next to the visualizations: "
+                                                              "give --output"),
+    (["--config-file", "x.yaml", "--input", "a.png", "--webcam"], "not allowed with argument"),
+])
+def test_bad_command_lines_exit_with_status_2(demo, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(argv)
+    assert exit_info.value.code == demo.EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_missing_config_file_is_a_usage_error(demo, capsys, tmp_path):
+    assert demo.main(["--config-file", str(tmp_path / "nope.yaml"), "--webcam"]) == demo.EXIT_USAGE
+    assert "nope.yaml does not exist" in capsys.readouterr().err
