@@ -17,6 +17,7 @@ from mask2former_rankseg.utils.visualizer import rankseg_panel_width
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_RANKSEG = REPO / "configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml"
 SYNTHETIC = REPO / "configs/synthetic/maskformer2_R18_synthetic.yaml"
+SYNTHETIC_PANOPTIC = REPO / "configs/synthetic/maskformer2_R18_synthetic_panoptic-rankseg.yaml"
 YTVIS = REPO / "configs/youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml"
 
 
@@ -86,6 +87,33 @@ def test_folder_of_images_with_json(demo, tiny_model_opts, tmp_path):
                                                                                                  areas.tolist()))
         assert len(record["multilabel"]["image_scores"]) == 12 and len(record["multilabel"]["topk"]) == 5
         assert record["sem_seg"]["categories"][0]["category_name"].endswith("disc")  # synthetic metadata names
+
+
+def test_panoptic_and_instance_json(demo, tiny_model_opts, tmp_path):
+    from pycocotools import mask as mask_utils
+
+    from mask2former_rankseg.utils.panoptic import rgb2id
+
+    image = _write_image(tmp_path / "p.png", 48, 64)
+    out = tmp_path / "out"
+    opts = [*tiny_model_opts, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "116", "MODEL.MASK_FORMER.TEST.INSTANCE_ON", "True",
+            "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "0.0", "TEST.DETECTIONS_PER_IMAGE", "5"]
+    assert _run(demo, SYNTHETIC_PANOPTIC, opts, "--input", image, "--output", out, "--save-json",
+                "--confidence-threshold", "0") == 0
+    record = json.loads((out / "p.json").read_text())
+    assert set(record) >= {"sem_seg", "panoptic_seg", "instances", "multilabel"}
+    ids = rgb2id(cv2.imread(str(out / record["panoptic_seg"]["file"]))[:, :, ::-1])
+    segments = record["panoptic_seg"]["segments_info"]
+    assert ids.shape == (48, 64) and segments
+    for s in segments:
+        assert s["area"] == int((ids == s["id"]).sum()) > 0
+        assert s["isthing"] == (s["category_id"] < 108)               # synthetic: 108 things, then 8 stuff
+    assert set(np.unique(ids)) <= {0} | {s["id"] for s in segments}
+    assert len(record["instances"]) == 5                              # threshold 0 keeps every detection
+    for inst in record["instances"]:
+        rle = dict(inst["segmentation"], counts=inst["segmentation"]["counts"].encode("ascii"))
+        assert mask_utils.decode(rle).shape == (48, 64)
+    assert cv2.imread(str(out / "p.png")).shape == (48, 64 + rankseg_panel_width(48, 64), 3)
 
 
 def test_json_labels_are_the_predictors_argmax(demo, tiny_model_opts, tmp_path):
