@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Dict, List, Optional, Sequence
 
@@ -24,12 +25,16 @@ from ..rankseg import (
     suppress_absent,
 )
 from ..registry import META_ARCH_REGISTRY
-from .postprocess import instance_inference, panoptic_inference, semantic_inference
+from .postprocess import instance_inference, panoptic_inference, semantic_inference, semantic_labels
 
 logger = logging.getLogger(__name__)
 
 RANKSEG_QUERY_LAYER = 2
 """RankSeg's multi-label head reads the queries after this decoder layer (the 3rd)."""
+
+SEMANTIC_OUTPUTS = ("scores", "labels")
+"""What semantic inference returns: ``sem_seg`` [K, H, W] scores (the detectron2 contract) or only
+``sem_seg_labels`` [H, W] (their argmax, computed without the [K, H, W] tensor)."""
 
 
 @META_ARCH_REGISTRY.register()
@@ -55,6 +60,10 @@ class MaskFormer(nn.Module):
         ml_topk: number of categories kept per image.
         ml_use_gt: oracle — class logits of categories absent from the ground truth are suppressed.
         ml_share_embedding: feed the query classifier's rows to ``ml_head`` as category embeddings.
+        semantic_output: "scores" (``sem_seg`` [K, H, W]) or "labels" (``sem_seg_labels`` [H, W] int64, the
+            argmax of those scores computed chunk-wise over classes; with RankSeg only over the top-k + 1
+            distinct score maps). Evaluation switches it to "labels" when its evaluators need no scores
+            (``evaluation.semantic_output``); it may be changed on a built model.
     """
 
     def __init__(
@@ -83,8 +92,11 @@ class MaskFormer(nn.Module):
         ml_use_gt: bool = False,
         ml_share_embedding: bool = False,
         thing_classes: Optional[Sequence[int]] = None,
+        semantic_output: str = "scores",
     ):
         super().__init__()
+        if semantic_output not in SEMANTIC_OUTPUTS:
+            raise ValueError(f"semantic_output must be one of {SEMANTIC_OUTPUTS}, got {semantic_output!r}.")
         if not (semantic_on or panoptic_on or instance_on):
             raise ValueError("MODEL.MASK_FORMER.TEST: SEMANTIC_ON, PANOPTIC_ON and INSTANCE_ON are all False; "
                              "turn at least one on.")
@@ -121,6 +133,7 @@ class MaskFormer(nn.Module):
         self.ml_topk = ml_topk
         self.ml_use_gt = ml_use_gt
         self.ml_share_embedding = ml_share_embedding
+        self.semantic_output = semantic_output
 
     @classmethod
     def from_config(cls, cfg) -> MaskFormer:
@@ -281,10 +294,15 @@ class MaskFormer(nn.Module):
                 mask_pred = sem_seg_postprocess(mask_pred, image_size, height, width)
                 mask_cls = mask_cls.to(mask_pred)
             if self.semantic_on:
-                sem_seg = semantic_inference(mask_cls, mask_pred)
+                resize = None
                 if not self.sem_seg_postprocess_before_inference:
-                    sem_seg = sem_seg_postprocess(sem_seg, image_size, height, width)
-                result["sem_seg"] = sem_seg
+                    resize = functools.partial(sem_seg_postprocess, img_size=image_size, output_height=height,
+                                               output_width=width)
+                if self.semantic_output == "labels":
+                    result["sem_seg_labels"] = semantic_labels(mask_cls, mask_pred, resize)
+                else:
+                    sem_seg = semantic_inference(mask_cls, mask_pred)
+                    result["sem_seg"] = sem_seg if resize is None else resize(sem_seg)
             if self.panoptic_on:
                 result["panoptic_seg"] = panoptic_inference(
                     mask_cls, mask_pred, self.thing_classes, self.object_mask_threshold, self.overlap_threshold

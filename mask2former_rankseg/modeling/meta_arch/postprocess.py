@@ -6,20 +6,85 @@ mask logits ``mask_pred`` [Q, H, W] already resized to the output size, as Mask2
 
 from __future__ import annotations
 
-from typing import Collection, Dict, List, Optional, Tuple
+from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import torch
 from torch.nn import functional as F
 
 from ...structures import Instances
 
-__all__ = ["instance_inference", "panoptic_inference", "semantic_inference"]
+__all__ = ["class_groups", "instance_inference", "panoptic_inference", "semantic_inference", "semantic_labels"]
+
+SEMANTIC_LABELS_CHUNK = 32
+"""Score maps of this many classes (groups) at a time in :func:`semantic_labels`."""
 
 
 def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
     """Per-pixel class scores: [K, H, W] = sum_q softmax(mask_cls)[q, :K] * sigmoid(mask_pred)[q]."""
     probs = F.softmax(mask_cls, dim=-1)[..., :-1]
     return torch.einsum("qc,qhw->chw", probs, mask_pred.sigmoid())
+
+
+def class_groups(probs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Group the classes whose per-query probabilities are identical (their score maps are then identical).
+
+    With RankSeg every class outside the top-k has the same suppressed logit, so K classes form k + 1 groups.
+
+    Args:
+        probs: [Q, K] class probabilities of the queries.
+    Returns:
+        ``group_probs`` [G, Q] (one probability column per group) and ``first_class`` [G] int64 (the
+        smallest class of each group), ordered by ``first_class``.
+    """
+    num_classes = probs.shape[1]
+    unique, inverse = torch.unique(probs.t(), dim=0, return_inverse=True)  # [G, Q], [K]
+    classes = torch.arange(num_classes, device=probs.device)
+    first = torch.full((unique.shape[0],), num_classes, dtype=torch.long, device=probs.device)
+    first = first.scatter_reduce(0, inverse, classes, reduce="amin")
+    order = first.argsort()
+    return unique[order], first[order]
+
+
+def semantic_labels(
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    resize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    chunk_size: int = SEMANTIC_LABELS_CHUNK,
+) -> torch.Tensor:
+    """``semantic_inference(mask_cls, mask_pred)`` (then ``resize``) followed by ``argmax`` over classes, without
+    the [K, H, W] score tensor.
+
+    Classes with identical probability columns share one score map (:func:`class_groups`); the maps of
+    ``chunk_size`` groups at a time are computed, resized and folded into a running maximum. Ties go to the
+    smallest class, as ``argmax`` does. Extra memory: [chunk_size, H, W] floats plus the [H, W] maximum and
+    labels, instead of [K, H, W].
+
+    Args:
+        mask_cls: [Q, K+1] class logits ("no object" last).
+        mask_pred: [Q, h, w] mask logits.
+        resize: maps [C, h, w] scores to [C, H, W] (e.g. cropping the padding and resizing to the original
+            image, as ``sem_seg_postprocess``); must treat each channel independently. None: H, W = h, w.
+    Returns:
+        [H, W] int64 labels in [0, K).
+    """
+    if chunk_size <= 0:
+        raise ValueError(f"semantic_labels: chunk_size must be positive, got {chunk_size}.")
+    group_probs, first_class = class_groups(F.softmax(mask_cls, dim=-1)[..., :-1])
+    masks = mask_pred.sigmoid()
+    best = labels = None
+    for start in range(0, group_probs.shape[0], chunk_size):
+        scores = torch.einsum("gq,qhw->ghw", group_probs[start:start + chunk_size], masks)
+        if resize is not None:
+            scores = resize(scores)
+        value, index = scores.max(dim=0)
+        chunk_labels = first_class[start + index]
+        if best is None:
+            best, labels = value, chunk_labels
+        else:
+            better = value > best
+            best = torch.where(better, value, best)
+            labels = torch.where(better, chunk_labels, labels)
+    return labels
 
 
 def panoptic_inference(
