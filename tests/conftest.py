@@ -45,3 +45,19 @@ TINY_MODEL_OPTS = [
 def tiny_model_opts():
     """``KEY VALUE`` overrides for a tiny Mask2Former (+ RankSeg) built from configs/synthetic."""
     return [str(v) for v in TINY_MODEL_OPTS]
+
+
+@pytest.fixture
+def prepare_script():
+    """Load ``datasets/<name>.py`` (a preparation script) as a module: ``prepare_script("prepare_x").main([...])``."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "datasets" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
