@@ -55,8 +55,9 @@ def test_rankseg_scores_collapse_to_topk_plus_one_maps():
     selected = torch.tensor([3, 17, 25, 30])  # 3 categories + "no object"
     ranked = torch.full_like(mask_cls, SUPPRESSED_LOGIT)
     ranked[:, selected] = mask_cls[:, selected]
-    group_probs, first_class = class_groups(torch.softmax(ranked, -1)[:, :-1])
+    group_probs, class_group, first_class = class_groups(torch.softmax(ranked, -1)[:, :-1])
     assert group_probs.shape == (4, 7) and first_class.tolist() == [0, 3, 17, 25]
+    assert class_group[[0, 1, 3, 17, 25, 29]].tolist() == [0, 0, 1, 2, 3, 0]
     labels = semantic_labels(ranked, mask_pred, chunk_size=2)
     torch.testing.assert_close(labels, semantic_inference(ranked, mask_pred).argmax(0), rtol=0, atol=0)
     # when the selected classes' scores are pushed down, the shared map wins: label 0, the first unselected

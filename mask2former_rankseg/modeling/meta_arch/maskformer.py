@@ -25,16 +25,23 @@ from ..rankseg import (
     suppress_absent,
 )
 from ..registry import META_ARCH_REGISTRY
-from .postprocess import instance_inference, panoptic_inference, semantic_inference, semantic_labels
+from .postprocess import (
+    instance_inference,
+    panoptic_inference,
+    semantic_grouped_scores,
+    semantic_inference,
+    semantic_labels,
+)
 
 logger = logging.getLogger(__name__)
 
 RANKSEG_QUERY_LAYER = 2
 """RankSeg's multi-label head reads the queries after this decoder layer (the 3rd)."""
 
-SEMANTIC_OUTPUTS = ("scores", "labels")
-"""What semantic inference returns: ``sem_seg`` [K, H, W] scores (the detectron2 contract) or only
-``sem_seg_labels`` [H, W] (their argmax, computed without the [K, H, W] tensor)."""
+SEMANTIC_OUTPUTS = ("scores", "labels", "grouped")
+"""What semantic inference returns: ``sem_seg`` [K, H, W] scores (the detectron2 contract), only
+``sem_seg_labels`` [H, W] (their argmax, computed without the [K, H, W] tensor), or ``sem_seg_grouped``
+(:class:`GroupedScores`: one map per group of classes with equal scores, for test-time augmentation)."""
 
 
 @META_ARCH_REGISTRY.register()
@@ -60,10 +67,11 @@ class MaskFormer(nn.Module):
         ml_topk: number of categories kept per image.
         ml_use_gt: oracle — class logits of categories absent from the ground truth are suppressed.
         ml_share_embedding: feed the query classifier's rows to ``ml_head`` as category embeddings.
-        semantic_output: "scores" (``sem_seg`` [K, H, W]) or "labels" (``sem_seg_labels`` [H, W] int64, the
+        semantic_output: "scores" (``sem_seg`` [K, H, W]), "labels" (``sem_seg_labels`` [H, W] int64, the
             argmax of those scores computed chunk-wise over classes; with RankSeg only over the top-k + 1
-            distinct score maps). Evaluation switches it to "labels" when its evaluators need no scores
-            (``evaluation.semantic_output``); it may be changed on a built model.
+            distinct score maps) or "grouped" (``sem_seg_grouped``, see :data:`SEMANTIC_OUTPUTS`). Evaluation
+            switches it to "labels" when its evaluators need no scores (``evaluation.semantic_output``), TTA to
+            "grouped"; it may be changed on a built model.
     """
 
     def __init__(
@@ -300,6 +308,8 @@ class MaskFormer(nn.Module):
                                                output_width=width)
                 if self.semantic_output == "labels":
                     result["sem_seg_labels"] = semantic_labels(mask_cls, mask_pred, resize)
+                elif self.semantic_output == "grouped":
+                    result["sem_seg_grouped"] = semantic_grouped_scores(mask_cls, mask_pred, resize)
                 else:
                     sem_seg = semantic_inference(mask_cls, mask_pred)
                     result["sem_seg"] = sem_seg if resize is None else resize(sem_seg)

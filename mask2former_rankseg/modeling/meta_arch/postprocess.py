@@ -12,8 +12,16 @@ import torch
 from torch.nn import functional as F
 
 from ...structures import Instances
+from .grouped_scores import GroupedScores, order_groups
 
-__all__ = ["class_groups", "instance_inference", "panoptic_inference", "semantic_inference", "semantic_labels"]
+__all__ = [
+    "class_groups",
+    "instance_inference",
+    "panoptic_inference",
+    "semantic_grouped_scores",
+    "semantic_inference",
+    "semantic_labels",
+]
 
 SEMANTIC_LABELS_CHUNK = 32
 """Score maps of this many classes (groups) at a time in :func:`semantic_labels`."""
@@ -25,7 +33,7 @@ def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch
     return torch.einsum("qc,qhw->chw", probs, mask_pred.sigmoid())
 
 
-def class_groups(probs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def class_groups(probs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Group the classes whose per-query probabilities are identical (their score maps are then identical).
 
     With RankSeg every class outside the top-k has the same suppressed logit, so K classes form k + 1 groups.
@@ -33,16 +41,24 @@ def class_groups(probs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     Args:
         probs: [Q, K] class probabilities of the queries.
     Returns:
-        ``group_probs`` [G, Q] (one probability column per group) and ``first_class`` [G] int64 (the
-        smallest class of each group), ordered by ``first_class``.
+        ``group_probs`` [G, Q] (one probability column per group), ``class_group`` [K] (group of each class)
+        and ``first_class`` [G] (smallest class of each group); groups are ordered by ``first_class``.
     """
-    num_classes = probs.shape[1]
     unique, inverse = torch.unique(probs.t(), dim=0, return_inverse=True)  # [G, Q], [K]
-    classes = torch.arange(num_classes, device=probs.device)
-    first = torch.full((unique.shape[0],), num_classes, dtype=torch.long, device=probs.device)
-    first = first.scatter_reduce(0, inverse, classes, reduce="amin")
-    order = first.argsort()
-    return unique[order], first[order]
+    order, class_group, first_class = order_groups(inverse, unique.shape[0])
+    return unique[order], class_group, first_class
+
+
+def semantic_grouped_scores(
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    resize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+) -> GroupedScores:
+    """:func:`semantic_inference` (then ``resize``) as :class:`GroupedScores`: one [H, W] map per group of classes
+    with identical probabilities (k + 1 maps with RankSeg, K without). Same arguments as :func:`semantic_labels`."""
+    group_probs, class_group, _ = class_groups(F.softmax(mask_cls, dim=-1)[..., :-1])
+    maps = torch.einsum("gq,qhw->ghw", group_probs, mask_pred.sigmoid())
+    return GroupedScores(maps if resize is None else resize(maps), class_group)
 
 
 def semantic_labels(
@@ -69,7 +85,7 @@ def semantic_labels(
     """
     if chunk_size <= 0:
         raise ValueError(f"semantic_labels: chunk_size must be positive, got {chunk_size}.")
-    group_probs, first_class = class_groups(F.softmax(mask_cls, dim=-1)[..., :-1])
+    group_probs, _, first_class = class_groups(F.softmax(mask_cls, dim=-1)[..., :-1])
     masks = mask_pred.sigmoid()
     best = labels = None
     for start in range(0, group_probs.shape[0], chunk_size):
