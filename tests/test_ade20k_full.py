@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mask2former_rankseg.config import get_cfg
 from mask2former_rankseg.data import DatasetCatalog, InferenceDatasetMapper, MetadataCatalog
 from mask2former_rankseg.data.datasets.ade20k_full import ADE20K_FULL_CATEGORIES
 from mask2former_rankseg.data.mappers import MaskFormerSemanticDatasetMapper
@@ -77,6 +78,12 @@ def test_prepare_then_load_map_and_evaluate(tmp_path, monkeypatch, prepare_scrip
     assert mapped["instances"].gt_classes.tolist() == [0, 846]
     assert mapped["sem_seg"].shape == (8, 8) and int(mapped["sem_seg"][7, 7]) == 65535  # padded with ignore
     assert int(mapped["instances"].gt_masks.sum()) == 16
+
+    # the test mapper of the RankSeg oracle takes the ignore label from the dataset (the config says 255)
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.RANKSEG.USE_GT", True, "INPUT.MIN_SIZE_TEST", 4])
+    oracle = InferenceDatasetMapper.from_config(cfg, "ade20k_full_sem_seg_train")(record)
+    assert oracle["instances"].gt_classes.tolist() == [0, 846]
 
     # evaluation: a prediction wrong only where the ground truth is ignored scores 100; then one wall pixel wrong
     evaluator = SemSegEvaluator("ade20k_full_sem_seg_train", distributed=False)
