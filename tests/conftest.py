@@ -61,15 +61,3 @@ def prepare_script():
         return module
 
     return load
-
-
-@pytest.fixture
-def restore_package_logger():
-    """default_setup configures the package logger (handlers, no propagation); undo it after the test."""
-    log = logging.getLogger("mask2former_rankseg")
-    saved = (list(log.handlers), log.propagate, log.level)
-    yield
-    for h in log.handlers:
-        if h not in saved[0]:
-            h.close()
-    log.handlers[:], log.propagate, log.level = saved

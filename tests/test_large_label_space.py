@@ -75,26 +75,25 @@ def test_hand_made_case_and_ties():
         semantic_labels(mask_cls, mask_pred, chunk_size=0)
 
 
-def _tiny_model(rankseg: bool):
+def _tiny_model(rankseg: bool, opts):
     cfg = get_cfg()
     cfg.merge_from_file(str(REPO / "configs/synthetic/maskformer2_R18_synthetic.yaml"))
-    cfg.merge_from_list(["MODEL.SEM_SEG_HEAD.NUM_CLASSES", 40, "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", 6,
-                         "MODEL.RANKSEG.FLAG", rankseg, "MODEL.RANKSEG.TOPK", 5])
+    cfg.merge_from_list([*opts, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 40, "MODEL.RANKSEG.FLAG", rankseg])
     return build_model(cfg).eval()
 
 
 @pytest.mark.parametrize("rankseg", [False, True])
-def test_model_labels_mode_matches_scores_mode(rankseg):
-    model = _tiny_model(rankseg)
+def test_model_labels_mode_matches_scores_mode(rankseg, tiny_model_opts):
+    model = _tiny_model(rankseg, tiny_model_opts)
     g = torch.Generator().manual_seed(1)
-    inputs = [{"image": torch.randint(0, 256, (3, 40, 52), dtype=torch.uint8, generator=g), "height": 50,
-               "width": 61}]
+    inputs = [{"image": torch.randint(0, 256, (3, 64, 72), dtype=torch.uint8, generator=g), "height": 70,
+               "width": 81}]
     with torch.no_grad():
         scores = model(inputs)[0]
         with semantic_output(model, "labels"):
             labels = model(inputs)[0]
     assert model.semantic_output == "scores"  # restored
-    assert "sem_seg" not in labels and labels["sem_seg_labels"].shape == (50, 61)
+    assert "sem_seg" not in labels and labels["sem_seg_labels"].shape == (70, 81)
     torch.testing.assert_close(labels["sem_seg_labels"], scores["sem_seg"].argmax(0), rtol=0, atol=0)
     if rankseg:
         torch.testing.assert_close(labels["multilabel"]["topk"], scores["multilabel"]["topk"])
@@ -117,9 +116,9 @@ class _Recorder(DatasetEvaluator):
         self.keys.append(sorted(outputs[0]))
 
 
-def test_inference_on_dataset_asks_for_labels_only_when_no_evaluator_needs_scores():
-    model = _tiny_model(False)
-    loader = [[{"image": torch.zeros(3, 32, 32, dtype=torch.uint8), "height": 32, "width": 32}]]
+def test_inference_on_dataset_asks_for_labels_only_when_no_evaluator_needs_scores(tiny_model_opts):
+    model = _tiny_model(False, tiny_model_opts)
+    loader = [[{"image": torch.zeros(3, 64, 64, dtype=torch.uint8), "height": 64, "width": 64}]]
     for needs, key in ((True, "sem_seg"), (False, "sem_seg_labels")):
         recorder = _Recorder(needs)
         inference_on_dataset(model, loader, DatasetEvaluators([recorder, _Recorder(False)]))

@@ -115,11 +115,11 @@ def test_grouped_scores_sum_like_dense_scores():
     assert tie.labels().item() == 0  # equal maps: the smallest class wins, as argmax
 
 
-def _tiny_maskformer(rankseg: bool):
+def _tiny_maskformer(rankseg: bool, tiny_model_opts):
     cfg = get_cfg()
     cfg.merge_from_file(str(REPO / "configs/synthetic/maskformer2_R18_synthetic.yaml"))
-    cfg.merge_from_list(["MODEL.SEM_SEG_HEAD.NUM_CLASSES", 30, "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", 5,
-                         "MODEL.RANKSEG.FLAG", rankseg, "MODEL.RANKSEG.TOPK", 4])
+    cfg.merge_from_list([*tiny_model_opts, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 30, "MODEL.RANKSEG.FLAG", rankseg,
+                         "MODEL.RANKSEG.TOPK", 4])
     return build_model(cfg).eval()
 
 
@@ -135,10 +135,10 @@ class _HideMode(nn.Module):
 
 
 @pytest.mark.parametrize("rankseg", [False, True])
-def test_grouped_tta_of_maskformer_equals_dense_tta(rankseg):
-    model = _tiny_maskformer(rankseg)
-    x = _input(32, 40, seed=3)
-    kwargs = dict(min_sizes=[24], max_size=100, flip=True)
+def test_grouped_tta_of_maskformer_equals_dense_tta(rankseg, tiny_model_opts):
+    model = _tiny_maskformer(rankseg, tiny_model_opts)
+    x = _input(64, 80, seed=3)
+    kwargs = dict(min_sizes=[48], max_size=200, flip=True)
     grouped = SemanticSegmentorWithTTA(model, **kwargs)
     with torch.no_grad():
         dense = SemanticSegmentorWithTTA(_HideMode(model), **kwargs)([x])[0]["sem_seg"]
@@ -166,15 +166,15 @@ def _register_tiny_dataset(root: Path, name: str, num_classes: int) -> None:
                                   evaluator_type="sem_seg")
 
 
-def test_eval_only_reports_single_scale_and_tta(tmp_path, restore_package_logger):
+def test_eval_only_reports_single_scale_and_tta(tmp_path, restore_package_logger, tiny_model_opts):
     import train_net
 
     _register_tiny_dataset(tmp_path / "data", "tta_tiny_sem_seg", 108)
     config = REPO / "configs/synthetic/maskformer2_R18_synthetic.yaml"
     args = train_net.default_argument_parser().parse_args([
-        "--config-file", str(config), "--eval-only", "DATASETS.TEST", "('tta_tiny_sem_seg',)",
-        "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "5", "INPUT.MIN_SIZE_TEST", "32", "TEST.AUG.ENABLED", "True",
-        "TEST.AUG.MIN_SIZES", "(24,)", "TEST.AUG.FLIP", "True", "OUTPUT_DIR", str(tmp_path / "out"),
+        "--config-file", str(config), "--eval-only", *tiny_model_opts, "DATASETS.TEST", "('tta_tiny_sem_seg',)",
+        "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "108", "TEST.AUG.ENABLED", "True",
+        "TEST.AUG.MIN_SIZES", "(48,)", "TEST.AUG.FLIP", "True", "OUTPUT_DIR", str(tmp_path / "out"),
         "MODEL.WEIGHTS", "", "DATALOADER.NUM_WORKERS", "0",
     ])
     results = train_net.main(args)
