@@ -1,4 +1,4 @@
-"""Default configuration: every key of detectron2, DeepLab, Mask2Former (+video) and RankSeg.
+"""Default configuration: every key of detectron2, DeepLab, Mask2Former (+video), MaskFormer and RankSeg.
 
 Values are upstream's defaults, so upstream YAML files load unchanged and mean the same thing.
 """
@@ -365,11 +365,23 @@ def add_rankseg_config(cfg: CN) -> None:
     rs.HIDDEN_DIM = 512  # width of the multi-label head
 
 
+def add_package_config(cfg: CN) -> None:
+    """Keys this package adds (no upstream project has them): one config system serves Mask2Former and MaskFormer.
+
+    ``MODEL.MASK_FORMER.MASK_LOSS`` chooses the mask loss and the matcher's mask cost: ``"point_sampled_bce"``
+    (Mask2Former: BCE + dice on ``TRAIN_NUM_POINTS`` sampled points; the default, so Mask2Former's configs mean
+    what they mean upstream) or ``"full_mask_focal"`` (MaskFormer: sigmoid focal loss + dice on whole masks; set by
+    the ``configs/maskformer/`` files).
+    """
+    cfg.MODEL.MASK_FORMER.MASK_LOSS = "point_sampled_bce"
+
+
 def get_cfg() -> CN:
-    """A fresh config holding every key with its upstream default."""
+    """A fresh config holding every key with its upstream default (and this package's own keys)."""
     cfg = _detectron2_defaults()
     add_deeplab_config(cfg)
     add_maskformer2_config(cfg)
     add_maskformer2_video_config(cfg)
     add_rankseg_config(cfg)
+    add_package_config(cfg)
     return cfg

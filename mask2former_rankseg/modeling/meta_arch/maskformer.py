@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from ...constants import SUPPRESSED_LOGIT
 from ...structures import ImageList, sem_seg_postprocess
 from ..criterion import SetCriterion
-from ..matcher import HungarianMatcher
+from ..matcher import FULL_MASK_FOCAL, HungarianMatcher
 from ..rankseg import (
     AsymmetricLoss,
     MultiLabelHead,
@@ -61,6 +61,8 @@ class MaskFormer(nn.Module):
         size_divisibility: pad images to a multiple of this (-1: the backbone's).
         pixel_mean, pixel_std: per-channel normalisation in the input's pixel units.
         semantic_on, panoptic_on, instance_on: which post-processing to run at inference.
+        panoptic_within_own_mask: panoptic segments only where the query's own mask is >= 0.5 (Mask2Former), or
+            every pixel it wins (MaskFormer); see :func:`panoptic_inference`.
         ml_head: RankSeg multi-label head, or None for the baseline.
         ml_norm: rank-adaptive LayerNorm(topk + 1); required with ``ml_head``.
         ml_loss, ml_loss_weight: multi-label loss (asymmetric) and its weight.
@@ -87,6 +89,7 @@ class MaskFormer(nn.Module):
         pixel_std: Sequence[float],
         object_mask_threshold: float = 0.8,
         overlap_threshold: float = 0.8,
+        panoptic_within_own_mask: bool = True,
         sem_seg_postprocess_before_inference: bool = True,
         semantic_on: bool = True,
         panoptic_on: bool = False,
@@ -122,6 +125,7 @@ class MaskFormer(nn.Module):
         self.num_queries = num_queries
         self.object_mask_threshold = object_mask_threshold
         self.overlap_threshold = overlap_threshold
+        self.panoptic_within_own_mask = panoptic_within_own_mask
         if size_divisibility < 0:
             size_divisibility = backbone.size_divisibility
         self.size_divisibility = size_divisibility
@@ -154,7 +158,7 @@ class MaskFormer(nn.Module):
 
         matcher = HungarianMatcher(
             cost_class=mf.CLASS_WEIGHT, cost_mask=mf.MASK_WEIGHT, cost_dice=mf.DICE_WEIGHT,
-            num_points=mf.TRAIN_NUM_POINTS,
+            num_points=mf.TRAIN_NUM_POINTS, mask_loss=mf.MASK_LOSS,
         )
         weight_dict = {"loss_ce": mf.CLASS_WEIGHT, "loss_mask": mf.MASK_WEIGHT, "loss_dice": mf.DICE_WEIGHT}
         if mf.DEEP_SUPERVISION:
@@ -165,6 +169,7 @@ class MaskFormer(nn.Module):
             num_classes, matcher=matcher, weight_dict=weight_dict, eos_coef=mf.NO_OBJECT_WEIGHT,
             losses=["labels", "masks"], num_points=mf.TRAIN_NUM_POINTS,
             oversample_ratio=mf.OVERSAMPLE_RATIO, importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
+            mask_loss=mf.MASK_LOSS,
         )
 
         rs = cfg.MODEL.RANKSEG
@@ -189,6 +194,8 @@ class MaskFormer(nn.Module):
             pixel_std=cfg.MODEL.PIXEL_STD,
             object_mask_threshold=mf.TEST.OBJECT_MASK_THRESHOLD,
             overlap_threshold=mf.TEST.OVERLAP_THRESHOLD,
+            # the two upstream codebases: MaskFormer's (full-mask focal loss) keeps every won pixel
+            panoptic_within_own_mask=mf.MASK_LOSS != FULL_MASK_FOCAL,
             sem_seg_postprocess_before_inference=(
                 mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE or mf.TEST.PANOPTIC_ON or mf.TEST.INSTANCE_ON
             ),
@@ -315,7 +322,8 @@ class MaskFormer(nn.Module):
                     result["sem_seg"] = sem_seg if resize is None else resize(sem_seg)
             if self.panoptic_on:
                 result["panoptic_seg"] = panoptic_inference(
-                    mask_cls, mask_pred, self.thing_classes, self.object_mask_threshold, self.overlap_threshold
+                    mask_cls, mask_pred, self.thing_classes, self.object_mask_threshold, self.overlap_threshold,
+                    within_own_mask=self.panoptic_within_own_mask,
                 )
             if self.instance_on:
                 result["instances"] = instance_inference(

@@ -113,16 +113,18 @@ def panoptic_inference(
     thing_classes: Collection[int],
     object_mask_threshold: float = 0.8,
     overlap_threshold: float = 0.8,
+    within_own_mask: bool = True,
 ) -> Tuple[torch.Tensor, List[Dict]]:
-    """Non-overlapping segments from the confident queries (Mask2Former's panoptic inference).
+    """Non-overlapping segments from the confident queries (Mask2Former's and MaskFormer's panoptic inference).
 
     Queries whose best class is not "no object" and whose probability exceeds ``object_mask_threshold``
-    compete for pixels by probability x mask probability. A query keeps the pixels it wins where its own
-    mask is >= 0.5, unless that is less than ``overlap_threshold`` of its mask (then it is dropped). Stuff
-    queries of one class merge into one segment.
+    compete for pixels by probability x mask probability. A query keeps the pixels it wins (with
+    ``within_own_mask``, Mask2Former: only where its own mask is >= 0.5), unless it wins less than
+    ``overlap_threshold`` of its own mask (then it is dropped). Stuff queries of one class merge into one segment.
 
     Args:
         thing_classes: contiguous ids of the "thing" classes (all others are stuff).
+        within_own_mask: True as Mask2Former; False as MaskFormer (a segment is every pixel its query wins).
     Returns:
         panoptic_seg [H, W] int32 (0 = void, else a segment id 1..S) and ``segments_info``: one dict per
         segment, ``{"id", "isthing", "category_id"}``.
@@ -144,7 +146,7 @@ def panoptic_inference(
     for k, label in enumerate(labels.tolist()):
         own = masks[k] >= 0.5
         won = winner == k
-        mask = won & own
+        mask = won & own if within_own_mask else won
         won_area, own_area, area = int(won.sum()), int(own.sum()), int(mask.sum())
         if won_area == 0 or own_area == 0 or area == 0 or won_area / own_area < overlap_threshold:
             continue
