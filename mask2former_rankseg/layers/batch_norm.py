@@ -1,10 +1,16 @@
-"""Normalisation layers selected by name (``BN``, ``SyncBN``, ``FrozenBN``, ``GN``, ``LN``)."""
+"""Normalisation layers selected by name (``BN``, ``SyncBN``, ``FrozenBN``, ``GN``, ``LN``); ``SyncBN`` also
+synchronises across CPU (Gloo) processes."""
 
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 from torch.nn import functional as F
+
+# Devices on which torch's own SyncBatchNorm kernels run (it raises for any other, e.g. the CPU).
+_TORCH_SYNC_BN_DEVICES = ("cuda", "hpu", "xpu")
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -41,7 +47,7 @@ class FrozenBatchNorm2d(nn.Module):
     @classmethod
     def convert_frozen_batchnorm(cls, module: nn.Module) -> nn.Module:
         """Return ``module`` with every BatchNorm2d/SyncBatchNorm replaced by a frozen copy."""
-        if isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
+        if isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):  # SyncBatchNorm2d is a BatchNorm2d
             frozen = cls(module.num_features, module.eps)
             if module.affine:
                 frozen.weight.data.copy_(module.weight.detach())
@@ -55,6 +61,84 @@ class FrozenBatchNorm2d(nn.Module):
             if new_child is not child:
                 module.add_module(name, new_child)
         return module
+
+
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """Batch normalisation with statistics over the whole batch of every process (``SyncBN``).
+
+    On CUDA (and the other devices torch's kernels support) it runs torch's own synchronised batch norm
+    (the function behind :class:`torch.nn.SyncBatchNorm`). On the CPU, where torch's raises ("SyncBatchNorm
+    expected input tensor to be on GPU", and DistributedDataParallel refuses CPU modules holding one), e.g.
+    in Gloo runs with ``MODEL.DEVICE cpu``, each process sums ``x`` and ``x**2`` per channel (in float64)
+    with its element count, one differentiable all-reduce adds them up, and ``x`` is normalised with the
+    global mean and biased variance; the running variance gets the unbiased one, as BatchNorm's. The
+    gradient flows back through the all-reduce, so each process's input gradient includes what its inputs
+    contributed to the statistics of the others. With one process, in eval mode, or without
+    ``torch.distributed`` it is plain batch norm.
+
+    A ``BatchNorm2d`` subclass with its names and buffers (``weight``, ``bias``, ``running_mean``,
+    ``running_var``, ``num_batches_tracked``): checkpoints move freely between BN and SyncBN, and norm-aware
+    code (weight decay groups, FrozenBN conversion) treats it as batch norm.
+
+    Input: [N, C, H, W]; a process may hold no sample (N = 0) and still takes part in the all-reduce.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, process_group: Optional[Any] = None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        self.process_group = process_group
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        world_size = self._sync_world_size()
+        if world_size <= 1:
+            return super().forward(input)
+        self._check_input_dim(input)
+        factor = self._momentum_factor()
+        if input.device.type in _TORCH_SYNC_BN_DEVICES:
+            from torch.nn.modules._functions import SyncBatchNorm as TorchSyncBatchNormFn  # fused kernels
+
+            return TorchSyncBatchNormFn.apply(input, self.weight, self.bias, self.running_mean, self.running_var,
+                                               self.eps, factor, self._group(), world_size)
+        return self._all_reduce_batch_norm(input, factor)
+
+    def _group(self):
+        return self.process_group or dist.group.WORLD
+
+    def _sync_world_size(self) -> int:
+        """Processes to synchronise with: > 1 only when training under an initialised process group."""
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return 1
+        return dist.get_world_size(self._group())
+
+    def _momentum_factor(self) -> float:
+        """Counts this batch and returns the running-statistics update factor, as ``BatchNorm`` does."""
+        if not self.track_running_stats:
+            return 0.0
+        self.num_batches_tracked.add_(1)
+        return 1.0 / float(self.num_batches_tracked) if self.momentum is None else float(self.momentum)
+
+    def _all_reduce_batch_norm(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+        channels = x.shape[1]
+        dims = [0, 2, 3]
+        x64 = x.double()
+        local_count = x.new_full((1,), x.numel() // channels, dtype=torch.float64)
+        local = torch.cat([x64.sum(dims), (x64 * x64).sum(dims), local_count])  # [2C + 1]
+        total = differentiable_all_reduce(local, group=self._group())
+        count = float(total[-1])
+        if count < 1:
+            raise ValueError("SyncBatchNorm2d got an empty batch on every process.")
+        mean = total[:channels] / count
+        var = (total[channels:2 * channels] / count - mean * mean).clamp_min(0.0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                unbiased = var * (count / max(count - 1.0, 1.0))
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight.double()
+        shift = -mean * scale if self.bias is None else self.bias.double() - mean * scale
+        return x * scale.to(x.dtype).view(1, -1, 1, 1) + shift.to(x.dtype).view(1, -1, 1, 1)
 
 
 class LayerNorm2d(nn.Module):
@@ -73,7 +157,7 @@ class LayerNorm2d(nn.Module):
 
 _NORMS = {
     "BN": nn.BatchNorm2d,
-    "SyncBN": nn.SyncBatchNorm,
+    "SyncBN": SyncBatchNorm2d,
     "FrozenBN": FrozenBatchNorm2d,
     "GN": lambda channels: nn.GroupNorm(32, channels),
     "LN": LayerNorm2d,
