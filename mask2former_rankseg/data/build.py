@@ -1,15 +1,17 @@
 """Data loaders: dataset dicts -> mapper -> batches (lists of mapped dicts), as detectron2's.
 
-Training: an infinite :class:`TrainingSampler` (seeded by ``cfg.SEED``) sharded across ranks,
-``SOLVER.IMS_PER_BATCH / world_size`` images per batch, workers seeded from the same seed so the
-augmentations are reproducible. Test: :class:`InferenceSampler`, one image per batch.
+Training: an infinite :class:`SeededTrainingSampler` (seeded by ``cfg.SEED``) sharded across ranks,
+``SOLVER.IMS_PER_BATCH / world_size`` images per batch, every image augmented under a seed of its own
+position in the stream, so the augmentations are reproducible and independent of the number of
+processes and workers. Test: :class:`InferenceSampler`, one image per batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -17,13 +19,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from .catalog import DatasetCatalog
 from .mappers import TRAIN_MAPPERS, InferenceDatasetMapper
-from .samplers import InferenceSampler, TrainingSampler, get_rank_and_world_size, shared_random_seed
+from .samplers import InferenceSampler, SeededTrainingSampler, get_rank_and_world_size, shared_random_seed
 
 __all__ = [
     "get_detection_dataset_dicts",
     "build_detection_train_loader",
     "build_detection_test_loader",
     "build_batch_data_loader",
+    "per_process_batch_size",
+    "seeded_global_rngs",
     "MapDataset",
     "trivial_batch_collator",
 ]
@@ -55,7 +59,12 @@ def get_detection_dataset_dicts(names: Union[str, Sequence[str]]) -> List[Dict[s
 
 class MapDataset(Dataset):
     """``dicts[i]`` mapped by ``mapper``; a mapping failure is re-raised naming the image file (the video, for
-    video dicts)."""
+    video dicts).
+
+    An element may also be fetched as ``dataset[(i, seed)]`` (what :class:`SeededTrainingSampler` yields):
+    the mapper then runs with Python's, numpy's and torch's global RNGs seeded by ``seed``, and the states
+    they had before are restored afterwards, so its random augmentations depend on that seed only.
+    """
 
     def __init__(self, dicts: Sequence[Dict[str, Any]], mapper: Mapper):
         self._dicts = list(dicts)
@@ -64,7 +73,14 @@ class MapDataset(Dataset):
     def __len__(self) -> int:
         return len(self._dicts)
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
+    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
+        if isinstance(key, tuple):
+            index, seed = key
+            with seeded_global_rngs(seed):
+                return self._map(index)
+        return self._map(key)
+
+    def _map(self, index: int) -> Dict[str, Any]:
         record = self._dicts[index]
         try:
             return self._mapper(record)
@@ -85,34 +101,24 @@ def trivial_batch_collator(batch: List[Any]) -> List[Any]:
     return batch
 
 
-def seed_all_rngs(seed: int, *, torch_too: bool = True) -> None:
-    """Seed Python's ``random``, numpy's global RNG and (optionally) torch."""
+@contextlib.contextmanager
+def seeded_global_rngs(seed: int) -> Iterator[None]:
+    """Seed ``random``, ``numpy.random`` and torch's CPU generator with ``seed`` for the block, then put back
+    the states they had (CUDA generators are not touched)."""
+    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
     random.seed(seed)
     np.random.seed(seed)
-    if torch_too:
-        torch.manual_seed(seed)
-
-
-def _derived_seed(base_seed: int, rank: int, worker_id: int) -> int:
-    return int(np.random.SeedSequence([base_seed, rank, worker_id]).generate_state(1)[0] % 2**31)
-
-
-class _WorkerInit:
-    """Picklable ``worker_init_fn``: seeds each worker from (base seed, rank, worker id)."""
-
-    def __init__(self, base_seed: int, rank: int):
-        self.base_seed, self.rank = base_seed, rank
-
-    def __call__(self, worker_id: int) -> None:
-        seed_all_rngs(_derived_seed(self.base_seed, self.rank, worker_id))
+    torch.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.set_rng_state(saved[2])
 
 
 class TrainDataLoader:
-    """Infinite iterable of batches wrapping a :class:`DataLoader`.
-
-    With ``num_workers == 0`` the mapping runs in this process; numpy's and Python's global RNGs are
-    then seeded from (seed, rank) when iteration starts, so a fixed seed gives the same batches.
-    """
+    """Infinite iterable of batches wrapping a :class:`DataLoader` whose sampler seeds every element."""
 
     def __init__(self, loader: DataLoader, seed: int, rank: int):
         self.loader = loader
@@ -124,8 +130,6 @@ class TrainDataLoader:
         return self.loader.batch_size
 
     def __iter__(self) -> Iterator[List[Dict[str, Any]]]:
-        if self.loader.num_workers == 0:
-            seed_all_rngs(_derived_seed(self.seed, self.rank, 0), torch_too=False)
         yield from self.loader
 
 
@@ -140,17 +144,14 @@ def build_batch_data_loader(dataset: Sequence[Dict[str, Any]], *, mapper: Mapper
         num_workers: DataLoader worker processes.
         seed: shuffling and augmentation seed (same on all ranks); None draws a shared random one.
     Returns:
-        An infinite iterable of lists of ``total_batch_size / world_size`` mapped dicts.
+        An infinite iterable of lists of ``total_batch_size / world_size`` mapped dicts. Element ``p`` of
+        the stream over all ranks is augmented under its own seed (:class:`SeededTrainingSampler`), so the
+        batches of an iteration, taken together, do not depend on the number of processes or workers.
     """
     rank, world_size = get_rank_and_world_size()
-    if total_batch_size <= 0 or total_batch_size % world_size != 0:
-        raise ValueError(
-            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the number of "
-            f"processes ({world_size})."
-        )
-    batch_size = total_batch_size // world_size
+    batch_size = per_process_batch_size(total_batch_size, world_size)
     seed = shared_random_seed() if seed is None else int(seed)
-    sampler = TrainingSampler(len(dataset), shuffle=True, seed=seed)
+    sampler = SeededTrainingSampler(len(dataset), shuffle=True, seed=seed)
     logger.info("Training loader: %d images, batch size %d per process, seed %d, %d workers",
                 len(dataset), batch_size, seed, num_workers)
     loader = DataLoader(
@@ -160,9 +161,20 @@ def build_batch_data_loader(dataset: Sequence[Dict[str, Any]], *, mapper: Mapper
         drop_last=True,
         num_workers=num_workers,
         collate_fn=trivial_batch_collator,
-        worker_init_fn=_WorkerInit(seed, rank),
     )
     return TrainDataLoader(loader, seed, rank)
+
+
+def per_process_batch_size(total_batch_size: int, world_size: int) -> int:
+    """``SOLVER.IMS_PER_BATCH`` (the batch of one iteration over all processes) divided by the number of
+    processes; a clear error when it does not divide."""
+    if total_batch_size <= 0 or total_batch_size % world_size != 0:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) is the global batch of one iteration over all processes "
+            f"and must be a positive multiple of the number of processes ({world_size} = --num-gpus x "
+            f"--num-machines); set SOLVER.IMS_PER_BATCH to a multiple of {world_size}."
+        )
+    return total_batch_size // world_size
 
 
 def build_detection_train_loader(cfg, mapper: Optional[Mapper] = None, *,

@@ -11,7 +11,16 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["TrainingSampler", "InferenceSampler", "shared_random_seed", "get_rank_and_world_size"]
+from ..utils.comm import shared_random_seed
+
+__all__ = [
+    "TrainingSampler",
+    "SeededTrainingSampler",
+    "InferenceSampler",
+    "sample_seed",
+    "shared_random_seed",
+    "get_rank_and_world_size",
+]
 
 
 def get_rank_and_world_size() -> Tuple[int, int]:
@@ -21,15 +30,9 @@ def get_rank_and_world_size() -> Tuple[int, int]:
     return 0, 1
 
 
-def shared_random_seed() -> int:
-    """A random seed in [0, 2**31), the same on every rank (rank 0's is broadcast)."""
-    seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**31)
-    _, world_size = get_rank_and_world_size()
-    if world_size > 1:
-        holder = [seed]
-        dist.broadcast_object_list(holder, src=0)
-        seed = int(holder[0])
-    return seed
+def sample_seed(stream_seed: int, position: int) -> int:
+    """The seed in [0, 2**31) of element ``position`` of the training stream seeded by ``stream_seed``."""
+    return int(np.random.SeedSequence([int(stream_seed), int(position)]).generate_state(1)[0] % 2**31)
 
 
 class TrainingSampler(Sampler):
@@ -65,6 +68,21 @@ class TrainingSampler(Sampler):
                 yield from torch.randperm(self._size, generator=generator).tolist()
             else:
                 yield from range(self._size)
+
+
+class SeededTrainingSampler(TrainingSampler):
+    """:class:`TrainingSampler` whose elements are ``(index, seed)`` pairs, ``seed`` being
+    :func:`sample_seed` of the element's position in the stream over *all* ranks.
+
+    A mapper run under that seed (:class:`~mask2former_rankseg.data.build.MapDataset` does so) augments
+    the ``p``-th image of the stream in the same way whatever the number of processes or loader workers:
+    ``n`` processes with batch ``B / n`` see exactly the images, crops and flips of one process with batch ``B``.
+    """
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        numbered = itertools.islice(enumerate(self._infinite_indices()), self._rank, None, self._world_size)
+        for position, index in numbered:
+            yield index, sample_seed(self._seed, position)
 
 
 class InferenceSampler(Sampler):
