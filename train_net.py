@@ -15,7 +15,9 @@ from mask2former_rankseg.config import ConfigError, get_cfg, validate_config
 from mask2former_rankseg.engine import (
     Checkpointer,
     CheckpointError,
+    OutputDirError,
     Trainer,
+    backend_for_device,
     default_argument_parser,
     default_setup,
     launch,
@@ -27,15 +29,20 @@ from mask2former_rankseg.utils import comm
 logger = logging.getLogger("mask2former_rankseg")
 
 
-def setup(args):
-    """The merged (``--config-file``, then ``KEY VALUE`` overrides), validated and frozen config; sets up
-    the output directory, logging and seeds."""
+def load_config(args):
+    """The merged (``--config-file``, then ``KEY VALUE`` overrides), validated and frozen config."""
     cfg = get_cfg()
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts or [])
     validate_config(cfg)
     cfg.freeze()
+    return cfg
+
+
+def setup(args):
+    """:func:`load_config`, then the output directory, logging and seeds (:func:`default_setup`)."""
+    cfg = load_config(args)
     default_setup(cfg, args)
     return cfg
 
@@ -74,9 +81,12 @@ def main(args):
 def cli(argv=None) -> int:
     args = default_argument_parser().parse_args(argv)
     try:
+        # read the config here first: a bad one fails before any process starts, and MODEL.DEVICE picks
+        # the process-group backend (NCCL for CUDA, Gloo for CPU workers)
+        backend = backend_for_device(load_config(args).MODEL.DEVICE)
         launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=(args,))
-    except (ConfigError, CheckpointError, FileNotFoundError) as e:
+               dist_url=args.dist_url, args=(args,), backend=backend)
+    except (ConfigError, CheckpointError, OutputDirError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

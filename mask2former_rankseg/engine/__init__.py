@@ -2,9 +2,17 @@
 command line, predictor."""
 
 from .checkpoint import Checkpointer, CheckpointError, IncompatibleKeys
-from .defaults import default_argument_parser, default_setup, resolve_device, seed_all_rng, verify_results
+from .defaults import (
+    OutputDirError,
+    check_output_dir,
+    default_argument_parser,
+    default_setup,
+    resolve_device,
+    seed_all_rng,
+    verify_results,
+)
 from .hooks import EvalHook, HookBase, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
-from .launch import launch
+from .launch import backend_for_device, launch
 from .optim import (
     LRMultiplier,
     WarmupParamScheduler,
@@ -28,6 +36,7 @@ __all__ = [
     "LRMultiplier",
     "LRScheduler",
     "ModelUnavailableError",
+    "OutputDirError",
     "PeriodicCheckpointer",
     "PeriodicWriter",
     "Predictor",
@@ -35,10 +44,12 @@ __all__ = [
     "VideoPredictor",
     "WarmupParamScheduler",
     "WarmupPolyParamScheduler",
+    "backend_for_device",
     "build_gradient_clipper",
     "build_lr_scheduler",
     "build_optimizer",
     "check_model_available",
+    "check_output_dir",
     "clip_gradients",
     "default_argument_parser",
     "default_setup",

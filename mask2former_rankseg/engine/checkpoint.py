@@ -7,20 +7,20 @@ arrays allowed), ``.pkl`` files with an unpickler that knows only numpy arrays a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import torch
 from torch import nn
+
+from ..utils.file_io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 LAST_CHECKPOINT_FILE = "last_checkpoint"
+CHECKPOINT_OVERHEAD_BYTES = 2**20  # besides the tensors: RNG states, iteration, zip structure (an upper bound)
 D2_URL_PREFIX = "detectron2://"
 D2_URL_BASE = "https://dl.fbaipublicfiles.com/detectron2/"
 # Model buffers that are set from the config and may be absent from old checkpoints (as detectron2).
@@ -315,8 +316,14 @@ class Checkpointer:
     # saving --------------------------------------------------------------------------------------
     def save(self, name: str, **extra: Any) -> Optional[Path]:
         """Write ``save_dir/name.pth`` (model, checkpointables and ``extra``) atomically -- a temporary file
-        in the same directory, then a rename -- and point ``last_checkpoint`` at it. Returns the path
-        (None when not saving on this process)."""
+        in the same directory, fsync, rename (:func:`atomic_write`) -- and only then point ``last_checkpoint``
+        at it (written the same way), so a crash or kill at any moment leaves the pointer at a complete file.
+        Returns the path (None when not saving on this process).
+
+        Raises:
+            CheckpointError: the write failed (e.g. the disk is full); the previous checkpoint and the
+                pointer are left as they were, and the message says so.
+        """
         if not self.save_dir or not self.save_to_disk:
             return None
         data: Dict[str, Any] = {"model": self.model.state_dict()}
@@ -325,9 +332,38 @@ class Checkpointer:
         data.update(extra)
         path = Path(self.save_dir) / f"{name}.pth"
         logger.info("Saving checkpoint to %s", path)
-        atomic_write(path, lambda f: torch.save(data, f))
-        atomic_write(Path(self.save_dir) / LAST_CHECKPOINT_FILE, lambda f: f.write(path.name.encode()))
+        previous = self._pointed_checkpoint()
+        try:
+            atomic_write(path, lambda f: torch.save(data, f))
+            atomic_write(Path(self.save_dir) / LAST_CHECKPOINT_FILE, lambda f: f.write(path.name.encode()))
+        except (OSError, RuntimeError) as e:  # torch.save reports a failed write (e.g. ENOSPC) as RuntimeError
+            reason = _os_error_in_chain(e) or e
+            kept = (f"{LAST_CHECKPOINT_FILE} still points at the previous checkpoint {previous}, which is intact"
+                    if previous else "no earlier checkpoint exists")
+            raise CheckpointError(
+                f"Could not write checkpoint {path}: {type(reason).__name__}: {reason}. Nothing was replaced: "
+                f"{kept}. Free space on (or fix) the disk of {self.save_dir}, then continue with --resume."
+            ) from e
         return path
+
+    def estimated_size_bytes(self) -> int:
+        """About how many bytes :meth:`save` writes: the tensors of the model and of every checkpointable, plus
+        1 MiB for the rest (RNG states, file structure). An optimizer that has not stepped yet (empty state) is
+        counted as Adam's two moments per parameter."""
+        total = CHECKPOINT_OVERHEAD_BYTES + _tensor_bytes(self.model.state_dict())
+        for obj in self.checkpointables.values():
+            if isinstance(obj, torch.optim.Optimizer) and not obj.state:
+                total += 2 * sum(p.numel() * p.element_size() for g in obj.param_groups for p in g["params"])
+            elif hasattr(obj, "state_dict"):
+                total += _tensor_bytes(obj.state_dict())
+        return total
+
+    def _pointed_checkpoint(self) -> Optional[str]:
+        """Name of the file ``last_checkpoint`` points at (None without a readable pointer)."""
+        try:
+            return (Path(self.save_dir) / LAST_CHECKPOINT_FILE).read_text().strip() or None
+        except OSError:
+            return None
 
     # finding -------------------------------------------------------------------------------------
     def has_checkpoint(self) -> bool:
@@ -477,6 +513,28 @@ def _log_heuristic_matches(mapping: Mapping[str, str], num_checkpoint_keys: int,
             logger.debug("  %s -> %s", ck, mk)
 
 
+def _os_error_in_chain(error: BaseException) -> Optional[OSError]:
+    """The first OSError among ``error`` and its causes/contexts (torch.save wraps a failed write)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Total bytes of the tensors in a nest of dicts, lists and tuples."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, Mapping):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
 def _strip_prefix(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
     """Remove ``prefix`` when every key has it (state dicts saved from a DDP wrapper)."""
     if state and all(k.startswith(prefix) for k in state):
@@ -497,25 +555,3 @@ def _path_manager():
         _PATH_MANAGER = PathManager()
         _PATH_MANAGER.register_handler(HTTPURLHandler())
     return _PATH_MANAGER
-
-
-def atomic_write(path: str | Path, write: Callable[[Any], Any]) -> None:
-    """Call ``write(f)`` on a temporary binary file in ``path``'s directory, then rename it to ``path``.
-
-    Readers see the old file or the complete new one, never a half-written file; on any error (or an
-    interrupt) the temporary file is removed and the old file is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared like other outputs
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

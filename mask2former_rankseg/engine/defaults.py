@@ -8,7 +8,9 @@ import math
 import os
 import platform
 import random
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -16,10 +18,13 @@ import numpy as np
 import torch
 
 from ..utils import comm
+from ..utils.file_io import atomic_write
 from ..utils.logger import setup_logger
 
 __all__ = [
+    "OutputDirError",
     "capture_rng_state",
+    "check_output_dir",
     "default_argument_parser",
     "default_setup",
     "resolve_device",
@@ -71,15 +76,60 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     return parser
 
 
+class OutputDirError(RuntimeError):
+    """``OUTPUT_DIR`` cannot be created or written to, or its file system lacks the space a checkpoint needs."""
+
+
+def check_output_dir(output_dir: str | Path, required_bytes: int = 0) -> None:
+    """Make sure ``output_dir`` exists and takes a file (created, written, fsynced, deleted), and that its
+    file system has at least ``required_bytes`` free.
+
+    Raises:
+        OutputDirError: naming the directory, the system's reason (or the space free and needed) and the fix.
+    """
+    path = Path(output_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=".write_test.", dir=path) as probe:
+            probe.write(b"mask2former_rankseg write test\n")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as e:
+        raise OutputDirError(
+            f"OUTPUT_DIR {str(path)!r} is not writable: {e.strerror or e}"
+            f"{f' ({e.filename})' if e.filename and str(e.filename) != str(path) else ''}. "
+            "Set OUTPUT_DIR to a folder this user can write to (or fix its permissions / free its disk)."
+        ) from e
+    if required_bytes > 0:
+        free = shutil.disk_usage(path).free
+        if free < required_bytes:
+            raise OutputDirError(
+                f"OUTPUT_DIR {str(path)!r} has {format_bytes(free)} free on its file system, but one checkpoint of "
+                f"this model and its optimizer state takes about {format_bytes(required_bytes)}. Free some space or "
+                "set OUTPUT_DIR to another disk."
+            )
+
+
+def format_bytes(num_bytes: int) -> str:
+    """``1536`` -> ``"1.5 KiB"`` (B, KiB, MiB, GiB, TiB)."""
+    value = float(num_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
 def default_setup(cfg, args: Any) -> None:
-    """Run set-up: create ``OUTPUT_DIR``, set up logging (console on rank 0, ``OUTPUT_DIR/log.txt``), log
-    the environment, arguments and config, save the merged config to ``OUTPUT_DIR/config.yaml``
-    (atomically), seed the RNGs (``SEED + rank``, or a random seed when ``SEED < 0``) and set
-    ``torch.backends.cudnn.benchmark`` from ``CUDNN_BENCHMARK`` (not in eval-only runs)."""
+    """Run set-up: check that ``OUTPUT_DIR`` can be written (:func:`check_output_dir`), set up logging
+    (console on rank 0, ``OUTPUT_DIR/log.txt``), log the environment, arguments and config, save the merged
+    config to ``OUTPUT_DIR/config.yaml`` (atomically), seed the RNGs (``SEED + rank``, or a random seed
+    when ``SEED < 0``) and set ``torch.backends.cudnn.benchmark`` from ``CUDNN_BENCHMARK`` (not in
+    eval-only runs)."""
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
-    if comm.is_main_process() and output_dir:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
+    if output_dir:
+        check_output_dir(output_dir)  # every process writes its log there
     setup_logger(output_dir or None, distributed_rank=rank)
     logger.info("Rank %d of %d. Python %s, torch %s, numpy %s, CUDA available: %s%s, platform %s", rank,
                 comm.get_world_size(), sys.version.split()[0], torch.__version__, np.__version__,
@@ -100,8 +150,6 @@ def default_setup(cfg, args: Any) -> None:
     text = dump_config(cfg)
     logger.info("Running with full config:\n%s", text)
     if comm.is_main_process() and output_dir:
-        from .checkpoint import atomic_write
-
         path = Path(output_dir) / "config.yaml"
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))
         logger.info("Full config saved to %s", path)

@@ -17,8 +17,8 @@ from torch import nn
 from ..utils import comm
 from ..utils.events import EventStorage, EventWriter
 from . import hooks as hooks_module
-from .checkpoint import Checkpointer
-from .defaults import capture_rng_state, resolve_device, restore_rng_state
+from .checkpoint import Checkpointer, CheckpointError
+from .defaults import OutputDirError, capture_rng_state, check_output_dir, resolve_device, restore_rng_state
 from .optim import build_gradient_clipper, build_lr_scheduler, build_optimizer
 
 __all__ = ["Trainer"]
@@ -49,7 +49,10 @@ class Trainer:
     """
 
     def __init__(self, cfg):
+        from ..data.build import per_process_batch_size
+
         cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+        per_process_batch_size(cfg.SOLVER.IMS_PER_BATCH, comm.get_world_size())  # fail before building anything
         self.cfg = cfg
         model = self.build_model(cfg)
         self.optimizer = self.build_optimizer(cfg, model)
@@ -71,6 +74,7 @@ class Trainer:
             model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),
             optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
         )
+        self.check_output_dir()
         self.start_iter = 0
         self.iter = 0
         self.max_iter = int(cfg.SOLVER.MAX_ITER)
@@ -245,13 +249,25 @@ class Trainer:
         return cfg
 
     # checkpoints ---------------------------------------------------------------------------------
+    def check_output_dir(self) -> None:
+        """Before training: ``OUTPUT_DIR`` must be writable with room for one checkpoint (estimated from the
+        model and optimizer); checked on the main process, raised as ``OutputDirError`` on every process."""
+        if not self.cfg.OUTPUT_DIR:
+            return
+        required = self.checkpointer.estimated_size_bytes()
+        comm.call_on_main_process(lambda: check_output_dir(self.cfg.OUTPUT_DIR, required), OutputDirError)
+
     def save_checkpoint(self, name: str) -> None:
         """Save ``OUTPUT_DIR/<name>.pth`` with everything an exact resume needs; ``iteration`` is the last
         completed iteration. Every process must call it (the RNG states of all ranks are gathered); the
-        main process writes."""
+        main process writes. A failed write (e.g. a full disk) raises ``CheckpointError`` on every process
+        and leaves the previous checkpoint in place."""
         rng = comm.gather(capture_rng_state(), dst=0)
         last_done = min(self.iter, self.max_iter - 1)  # after the loop self.iter == max_iter
-        self.checkpointer.save(name, iteration=last_done, rng=rng, data_seed=self.data_seed)
+        comm.call_on_main_process(
+            lambda: self.checkpointer.save(name, iteration=last_done, rng=rng, data_seed=self.data_seed),
+            CheckpointError,
+        )
 
     def resume_or_load(self, resume: bool = True) -> None:
         """With ``resume`` and ``OUTPUT_DIR/last_checkpoint``: continue exactly where that checkpoint
@@ -426,6 +442,8 @@ class Trainer:
         from ..evaluation import format_results_table, inference_on_dataset, write_results_json
 
         if isinstance(model, nn.parallel.DistributedDataParallel):
+            # every rank evaluates rank 0's model (what its checkpoints hold), BatchNorm statistics included
+            comm.broadcast_buffers(model.module, src=0)
             model = model.module  # ranks see different numbers of images: no DDP collectives in inference
         names = list(cfg.DATASETS.TEST)
         if evaluators is not None:

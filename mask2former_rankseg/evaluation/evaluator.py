@@ -7,8 +7,6 @@ import datetime
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from ..utils import comm
+from ..utils.file_io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -233,18 +232,5 @@ def write_results_json(results: Dict, path: str | Path) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`~mask2former_rankseg.utils.file_io.atomic_write`)."""
+    atomic_write(path, lambda f: f.write(text), mode="w")

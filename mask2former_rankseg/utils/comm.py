@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Tuple, Type, Union
 
 import numpy as np
 import torch
@@ -67,6 +67,33 @@ def gather(data: Any, dst: int = 0) -> List[Any]:
     out = [None] * get_world_size() if is_dst else None
     dist.gather_object(data, out, dst=dst, group=_object_group())
     return out if is_dst else []
+
+
+def call_on_main_process(fn: Callable[[], Any],
+                         errors: Union[Type[BaseException], Tuple[Type[BaseException], ...]]) -> None:
+    """Call ``fn()`` on the main process only; when it raises one of ``errors``, raise that error on every
+    process (all must call this), so that all of them stop together with the same message instead of
+    the others waiting in their next collective."""
+    error = None
+    if is_main_process():
+        try:
+            fn()
+        except errors as e:
+            error = e
+    if get_world_size() > 1:
+        error = all_gather(error)[0]
+    if error is not None:
+        raise error
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy process ``src``'s buffers (e.g. BatchNorm running statistics, which DistributedDataParallel with
+    ``broadcast_buffers=False`` lets drift apart) into ``module`` on every process; all must call it."""
+    if get_world_size() == 1:
+        return
+    with torch.no_grad():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=src)
 
 
 def shared_random_seed() -> int:

@@ -57,7 +57,7 @@ def read_state_dict(path: str | Path, *, wrappers=("model", "state_dict")) -> Di
 def write_d2_pkl(path: str | Path, weights: Mapping[str, torch.Tensor], author: str) -> int:
     """Write ``weights`` in detectron2's model-zoo format, atomically (nothing half-written on failure);
     bfloat16 tensors are stored as float32 (numpy has no bfloat16). Returns the number of tensors."""
-    from ..engine.checkpoint import atomic_write
+    from .file_io import atomic_write
 
     model = {k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy() for k, v in weights.items()}
     payload = {"model": model, "__author__": author, "matching_heuristics": True}
