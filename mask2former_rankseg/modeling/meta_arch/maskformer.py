@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from ...constants import SUPPRESSED_LOGIT
 from ...structures import ImageList, sem_seg_postprocess
+from ...utils.memory import retry_if_cuda_oom
 from ..criterion import SetCriterion
 from ..matcher import FULL_MASK_FOCAL, HungarianMatcher
 from ..rankseg import (
@@ -305,28 +306,29 @@ class MaskFormer(nn.Module):
             height = batched_inputs[i].get("height", image_size[0])
             width = batched_inputs[i].get("width", image_size[1])
             result = {}
+            # full-resolution post-processing falls back to the CPU on CUDA out-of-memory, as upstream's
             if self.sem_seg_postprocess_before_inference:
-                mask_pred = sem_seg_postprocess(mask_pred, image_size, height, width)
+                mask_pred = retry_if_cuda_oom(sem_seg_postprocess)(mask_pred, image_size, height, width)
                 mask_cls = mask_cls.to(mask_pred)
             if self.semantic_on:
                 resize = None
                 if not self.sem_seg_postprocess_before_inference:
-                    resize = functools.partial(sem_seg_postprocess, img_size=image_size, output_height=height,
-                                               output_width=width)
+                    resize = retry_if_cuda_oom(functools.partial(sem_seg_postprocess, img_size=image_size,
+                                                                 output_height=height, output_width=width))
                 if self.semantic_output == "labels":
-                    result["sem_seg_labels"] = semantic_labels(mask_cls, mask_pred, resize)
+                    result["sem_seg_labels"] = retry_if_cuda_oom(semantic_labels)(mask_cls, mask_pred, resize)
                 elif self.semantic_output == "grouped":
-                    result["sem_seg_grouped"] = semantic_grouped_scores(mask_cls, mask_pred, resize)
+                    result["sem_seg_grouped"] = retry_if_cuda_oom(semantic_grouped_scores)(mask_cls, mask_pred, resize)
                 else:
-                    sem_seg = semantic_inference(mask_cls, mask_pred)
+                    sem_seg = retry_if_cuda_oom(semantic_inference)(mask_cls, mask_pred)
                     result["sem_seg"] = sem_seg if resize is None else resize(sem_seg)
             if self.panoptic_on:
-                result["panoptic_seg"] = panoptic_inference(
+                result["panoptic_seg"] = retry_if_cuda_oom(panoptic_inference)(
                     mask_cls, mask_pred, self.thing_classes, self.object_mask_threshold, self.overlap_threshold,
                     within_own_mask=self.panoptic_within_own_mask,
                 )
             if self.instance_on:
-                result["instances"] = instance_inference(
+                result["instances"] = retry_if_cuda_oom(instance_inference)(
                     mask_cls, mask_pred, self.test_topk_per_image,
                     thing_classes=self.thing_classes if self.panoptic_on else None,
                 )
