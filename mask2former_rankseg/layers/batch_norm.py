@@ -6,7 +6,6 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 from torch.nn import functional as F
 
 # Devices on which torch's own SyncBatchNorm kernels run (it raises for any other, e.g. the CPU).
@@ -123,8 +122,8 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         x64 = x.double()
         local_count = x.new_full((1,), x.numel() // channels, dtype=torch.float64)
         local = torch.cat([x64.sum(dims), (x64 * x64).sum(dims), local_count])  # [2C + 1]
-        total = differentiable_all_reduce(local, group=self._group())
-        count = float(total[-1])
+        total = _AllReduceSum.apply(local, self._group())
+        count = float(total[-1].detach())
         if count < 1:
             raise ValueError("SyncBatchNorm2d got an empty batch on every process.")
         mean = total[:channels] / count
@@ -139,6 +138,24 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
             scale = scale * self.weight.double()
         shift = -mean * scale if self.bias is None else self.bias.double() - mean * scale
         return x * scale.to(x.dtype).view(1, -1, 1, 1) + shift.to(x.dtype).view(1, -1, 1, 1)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum of a tensor over the processes of ``group``; the gradient of every process's input is the sum of
+    the output gradients of all processes (each output is the sum of every input)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:
+        ctx.group = group
+        total = tensor.clone()
+        dist.all_reduce(total, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.clone()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
 
 
 class LayerNorm2d(nn.Module):
