@@ -52,6 +52,9 @@ Several GPUs (or, without CUDA, CPU worker processes), or two machines:
                   --dist-url tcp://IP_OF_MACHINE0:PORT
   (machine 1) $ python train_net.py --config-file CONFIG --num-gpus 8 --num-machines 2 --machine-rank 1 \\
                   --dist-url tcp://IP_OF_MACHINE0:PORT
+  (CPU only)  $ python train_net.py --config-file CONFIG --num-gpus 4 MODEL.DEVICE cpu
+  (torchrun)  $ torchrun --nproc-per-node 8 train_net.py --config-file CONFIG
+SOLVER.IMS_PER_BATCH is the batch of one iteration over all processes.
 """
 
 
@@ -140,7 +143,7 @@ def default_setup(cfg, args: Any) -> None:
 
         backend = dist.get_backend()
         logger.info("torch.distributed backend %s: %d processes%s", backend, comm.get_world_size(),
-                    "" if torch.cuda.is_available() else " (CPU workers; --num-gpus counts worker processes)")
+                    "" if backend == "nccl" else " (CPU workers; --num-gpus counts worker processes)")
     logger.info("Command line arguments: %s", args)
     config_file = getattr(args, "config_file", "")
     if config_file:
