@@ -40,6 +40,16 @@ def make_tiny_synthetic(root: Path, num_train: int = 8, num_val: int = 5) -> Pat
     return Path(root)
 
 
+def make_tiny_synthetic_panoptic(root: Path, num_train: int = 1, num_val: int = 5) -> Path:
+    """Write the synthetic panoptic dataset (``IMAGE_SIZE`` px) where ``$DETECTRON2_DATASETS=root`` finds it."""
+    from mask2former_rankseg.data.synthetic_panoptic import generate_panoptic_dataset
+
+    target = Path(root) / "synthetic" / "panoptic"
+    if not (target / "categories.json").is_file():
+        generate_panoptic_dataset(target, num_train=num_train, num_val=num_val, size=IMAGE_SIZE, num_workers=1)
+    return Path(root)
+
+
 def tiny_mask2former_cfg(output_dir: str, extra: Sequence[str] = (), rankseg: bool = False):
     """The (RankSeg) synthetic config with :data:`TINY_MASK2FORMER` and ``extra`` overrides, not frozen."""
     cfg = get_cfg()

@@ -34,7 +34,13 @@ import pytest
 import torch
 import torch.distributed as dist
 from PIL import Image
-from synthetic_fixtures import REPO, TINY_MASK2FORMER, make_tiny_synthetic, tiny_mask2former_cfg
+from synthetic_fixtures import (
+    REPO,
+    TINY_MASK2FORMER,
+    make_tiny_synthetic,
+    make_tiny_synthetic_panoptic,
+    tiny_mask2former_cfg,
+)
 from torch import nn
 from torch.nn import functional as F
 
@@ -43,14 +49,16 @@ from mask2former_rankseg.constants import IGNORE_LABEL
 from mask2former_rankseg.data import DatasetCatalog, samplers
 from mask2former_rankseg.data import build as data_build
 from mask2former_rankseg.engine import Trainer, launch
-from mask2former_rankseg.evaluation import SemSegEvaluator
+from mask2former_rankseg.evaluation import COCOPanopticEvaluator, SemSegEvaluator
 from mask2former_rankseg.layers import SyncBatchNorm2d
 from mask2former_rankseg.modeling.build import build_backbone
 from mask2former_rankseg.utils import comm
+from mask2former_rankseg.utils.panoptic import rgb2id
 
 TRAIN_STEPS = 4
 NAN_RANK = 1
 NUM_CLASSES = 108  # the synthetic dataset's
+PANOPTIC_VAL = "synthetic_panoptic_val"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,6 +114,21 @@ class CorruptedGroundTruth(nn.Module):
         return outputs
 
 
+class CorruptedPanopticGroundTruth(nn.Module):
+    """The panoptic counterpart: the image's ground-truth segments, every third one left out (void)."""
+
+    def forward(self, batch):
+        outputs = []
+        for x in batch:
+            ids = torch.from_numpy(rgb2id(np.array(Image.open(x["pan_seg_file_name"]).convert("RGB"))))
+            kept = [s for i, s in enumerate(x["segments_info"]) if i % 3 != 1]
+            kept_ids = torch.tensor([s["id"] for s in kept], dtype=ids.dtype)
+            ids = torch.where(torch.isin(ids, kept_ids), ids, 0)
+            info = [{"id": s["id"], "category_id": s["category_id"], "isthing": s["isthing"]} for s in kept]
+            outputs.append({"panoptic_seg": (ids, info)})
+        return outputs
+
+
 class PixelTrainer(Trainer):
     nan_on_rank = None
 
@@ -135,6 +158,13 @@ def _pixel_cfg(norm: str, **extra):
 
 def _eval_cfg():
     return _pixel_cfg("BN", **{"DATASETS.TEST": "('synthetic_sem_seg_val',)", "INPUT.MIN_SIZE_TEST": 64})
+
+
+def _panoptic_test(output_dir: Path):
+    cfg = _pixel_cfg("BN", **{"DATASETS.TEST": f"('{PANOPTIC_VAL}',)", "INPUT.MIN_SIZE_TEST": 64})
+    DatasetCatalog.get(PANOPTIC_VAL)  # loading refreshes the metadata paths under $DETECTRON2_DATASETS
+    evaluator = COCOPanopticEvaluator(PANOPTIC_VAL, output_dir=str(output_dir), distributed=True)
+    return Trainer.test(cfg, CorruptedPanopticGroundTruth(), evaluators=evaluator)
 
 
 def _rankseg_cfg(output_dir):
@@ -186,6 +216,7 @@ def _two_process_session(out_dir: str) -> None:
         saved[f"pixel_{norm}"] = _state(trainer.model.module)
         lap(f"pixel_{norm}")
     saved["echo_results"] = Trainer.test(_eval_cfg(), CorruptedGroundTruth(NUM_CLASSES))  # 5 images: 3 + 2
+    saved["panoptic_results"] = _panoptic_test(Path(out_dir) / f"panoptic_rank{rank}")
     lap("echo_eval")
 
     trainer = Trainer(_rankseg_cfg(Path(out_dir) / "rankseg"))
@@ -210,7 +241,7 @@ def _two_process_session(out_dir: str) -> None:
 
 @pytest.fixture(scope="module")
 def dataset_root(tmp_path_factory):
-    root = make_tiny_synthetic(tmp_path_factory.mktemp("datasets"))
+    root = make_tiny_synthetic_panoptic(make_tiny_synthetic(tmp_path_factory.mktemp("datasets")))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DETECTRON2_DATASETS", str(root))
         yield root
@@ -219,7 +250,8 @@ def dataset_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def session(dataset_root, tmp_path_factory):
     """What both ranks of the session saved: ``[rank 0's, rank 1's]``."""
-    out = tmp_path_factory.mktemp("session")
+    out = dataset_root / "session_out"
+    out.mkdir()
     launch(_two_process_session, 2, dist_url="auto", args=(str(out),), backend="gloo")
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
@@ -314,6 +346,19 @@ def test_distributed_semantic_evaluation_equals_single_process(session, dataset_
     inputs = [{**d} for d in dataset[:3]]
     evaluator.process(inputs, CorruptedGroundTruth(NUM_CLASSES)(inputs))
     assert evaluator.evaluate()["sem_seg"]["pACC"] != single["sem_seg"]["pACC"]
+
+
+def test_distributed_panoptic_evaluation_equals_single_process(session, dataset_root, tmp_path):
+    distributed = session[0]["panoptic_results"]
+    assert session[1]["panoptic_results"] == {}
+    single = _panoptic_test(tmp_path / "single")
+    _assert_same_results(single, distributed)
+    assert 20 < single["panoptic_seg"]["PQ"] < 90  # segments missed on purpose, from both ranks' images
+    # rank 0 wrote the predictions of all five images (PNGs gathered from rank 1 too), like one process
+    predictions = dataset_root / "session_out" / "panoptic_rank0" / "panoptic_predictions"
+    written = sorted(p.name for p in predictions.glob("*"))
+    assert written == sorted(p.name for p in (tmp_path / "single" / "panoptic_predictions").glob("*"))
+    assert len(written) == 5
 
 
 def test_rankseg_replicas_stay_identical_and_distributed_evaluation_equals_single_process(
