@@ -20,6 +20,8 @@ engine must get right (sharding, per-sample augmentation seeds, DDP averaging, S
 
 from __future__ import annotations
 
+import datetime
+import importlib
 import itertools
 import math
 import os
@@ -446,34 +448,56 @@ def test_train_net_under_torchrun_trains_on_two_gloo_processes(dataset_root, tmp
     assert ckpt["iteration"] == 1 and len(ckpt["rng"]) == 2
 
 
+def _report_rank(path: str) -> None:
+    total = torch.tensor([float(dist.get_rank())])
+    dist.all_reduce(total)
+    Path(f"{path}.{dist.get_rank()}").write_text(
+        f"{dist.get_world_size()} {os.environ['LOCAL_RANK']} {dist.get_backend()} {total.item()}")
+
+
 _MACHINE_SCRIPT = """
-import sys, torch, torch.distributed as dist
+import datetime, sys
 from mask2former_rankseg.engine import launch
+from test_distributed import _report_rank
 
-def main(path):
-    t = torch.tensor([float(dist.get_rank())])
-    dist.all_reduce(t)
-    import os
-    with open(f"{path}.{dist.get_rank()}", "w") as f:
-        f.write(f"{dist.get_world_size()} {os.environ['LOCAL_RANK']} {dist.get_backend()} {t.item()}")
-
-if __name__ == "__main__":
-    launch(main, 2, num_machines=2, machine_rank=int(sys.argv[1]), dist_url=sys.argv[2], args=(sys.argv[3],),
-           backend="gloo")
+if __name__ == "__main__":  # spawned processes import this file again
+    launch(_report_rank, 1, num_machines=2, machine_rank=1, dist_url=sys.argv[1], args=(sys.argv[2],),
+           backend="gloo", timeout=datetime.timedelta(seconds=120))
 """
 
 
-def test_two_machines_of_two_processes_each(tmp_path):
-    """Two launches on localhost standing in for two machines: ranks machine_rank * 2 + local rank."""
-    script = tmp_path / "machine.py"
+def test_two_machines_join_one_process_group(tmp_path):
+    """Two launches on localhost stand in for two machines (one process each): machine 1 runs in a
+    subprocess, machine 0 here; their processes form one group of 2."""
+    script = tmp_path / "machine1.py"
     script.write_text(_MACHINE_SCRIPT)
     url = f"tcp://127.0.0.1:{_free_port()}"
-    procs = [subprocess.Popen([sys.executable, str(script), str(m), url, str(tmp_path / "rank")], env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for m in (1, 0)]
-    outputs = [p.communicate(timeout=180)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    seen = {r: (tmp_path / f"rank.{r}").read_text().split() for r in range(4)}
-    assert seen == {r: ["4", str(r % 2), "gloo", "6.0"] for r in range(4)}  # 0 + 1 + 2 + 3 = 6
+    machine1 = subprocess.Popen([sys.executable, str(script), url, str(tmp_path / "rank")], env=_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launch(_report_rank, 1, num_machines=2, machine_rank=0, dist_url=url, args=(str(tmp_path / "rank"),),
+           backend="gloo", timeout=datetime.timedelta(seconds=120))  # fails instead of hanging if machine 1 does
+    output = machine1.communicate(timeout=180)[0]
+    assert machine1.returncode == 0, output[-3000:]
+    seen = {r: (tmp_path / f"rank.{r}").read_text().split() for r in range(2)}
+    assert seen == {0: ["2", "0", "gloo", "1.0"], 1: ["2", "0", "gloo", "1.0"]}
+
+
+def test_ranks_of_several_processes_on_several_machines(monkeypatch):
+    """Process i of machine m is rank m * N + i with LOCAL_RANK i, in a group of M * N."""
+    launch_module = importlib.import_module("mask2former_rankseg.engine.launch")
+    joined = []
+    monkeypatch.setattr(launch_module.dist, "init_process_group", lambda **kw: joined.append(kw))
+    monkeypatch.setattr(launch_module.dist, "barrier", lambda: None)
+    monkeypatch.setattr(launch_module.dist, "destroy_process_group", lambda: None)
+    for name, value in (("OMP_NUM_THREADS", "1"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")):
+        monkeypatch.setenv(name, value)  # restored afterwards (the worker sets the last two)
+    local_ranks = []
+    for i in range(4):
+        launch_module._distributed_worker(i, lambda: local_ranks.append(os.environ["LOCAL_RANK"]), 8, 4, 1,
+                                          "tcp://10.0.0.1:1234", (), launch_module.DEFAULT_TIMEOUT, "gloo")
+    assert [(j["rank"], j["world_size"], j["init_method"], j["backend"]) for j in joined] == [
+        (r, 8, "tcp://10.0.0.1:1234", "gloo") for r in (4, 5, 6, 7)]
+    assert local_ranks == ["0", "1", "2", "3"] and os.environ["LOCAL_WORLD_SIZE"] == "4"
 
 
 def test_launch_rejects_bad_arguments():
