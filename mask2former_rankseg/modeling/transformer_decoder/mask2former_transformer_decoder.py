@@ -106,18 +106,22 @@ def _xavier_init(module: nn.Module) -> None:
 
 
 def _make_attn_mask(mask_logits: torch.Tensor, target_size, num_heads: int) -> torch.Tensor:
-    """Masked-attention mask from predicted masks.
+    """Masked-attention mask from predicted masks, for images or clips.
 
     Args:
-        mask_logits: [B, Q, H, W] predicted mask logits.
+        mask_logits: [B, Q, H, W] (images) or [B, Q, T, H, W] (clips) predicted mask logits.
         target_size: (h, w) of the level attended next.
         num_heads: attention heads.
     Returns:
-        [B * heads, Q, h*w] bool, True where attention is blocked (sigmoid < 0.5). A query whose row
-        would be fully blocked attends everywhere instead.
+        [B * heads, Q, h*w] (images) or [B * heads, Q, T*h*w] (clips, frame-major like the memory) bool, True
+        where attention is blocked (sigmoid < 0.5). A query whose row would be fully blocked attends everywhere
+        instead.
     """
-    resized = F.interpolate(mask_logits, size=target_size, mode="bilinear", align_corners=False)
-    blocked = resized.flatten(2) < 0.0  # sigmoid(x) < 0.5  <=>  x < 0
+    b, q = mask_logits.shape[:2]
+    # [B, Q, H, W] stays as it is; [B, Q, T, H, W] -> [B*Q, T, H, W] (frames as channels)
+    resized = F.interpolate(mask_logits.reshape(-1, *mask_logits.shape[-3:]), size=target_size, mode="bilinear",
+                            align_corners=False)
+    blocked = resized.reshape(b, q, -1) < 0.0  # sigmoid(x) < 0.5  <=>  x < 0
     blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
     return blocked.unsqueeze(1).expand(-1, num_heads, -1, -1).flatten(0, 1).detach()
 
@@ -182,12 +186,15 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_classification: bool = True
                     ) -> MultiScaleMaskedTransformerDecoder:
+        return cls(in_channels, mask_classification, **cls._config_kwargs(cfg))
+
+    @staticmethod
+    def _config_kwargs(cfg) -> Dict[str, object]:
+        """The keyword arguments of ``__init__`` read from MODEL.MASK_FORMER and MODEL.SEM_SEG_HEAD."""
         mf = cfg.MODEL.MASK_FORMER
         if mf.DEC_LAYERS < 1:
             raise ValueError(f"MODEL.MASK_FORMER.DEC_LAYERS={mf.DEC_LAYERS} must be >= 1.")
-        return cls(
-            in_channels,
-            mask_classification,
+        return dict(
             num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             hidden_dim=mf.HIDDEN_DIM,
             num_queries=mf.NUM_OBJECT_QUERIES,
@@ -225,14 +232,26 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             pred_logits [B, Q, K+1], pred_masks [B, Q, H, W], aux_outputs (the earlier predictions),
             query_feature (raw output [Q, B, C] of every decoder layer).
         """
-        if len(x) != self.num_feature_levels:
-            raise ValueError(f"Expected {self.num_feature_levels} feature levels, got {len(x)}.")
+        self._check_levels(x)
         src, pos, sizes = [], [], []
         for i in range(self.num_feature_levels):
             sizes.append(x[i].shape[-2:])
             pos.append(self.pe_layer(x[i]).flatten(2).permute(2, 0, 1))
-            level = self.input_proj[i](x[i]).flatten(2) + self.level_embed.weight[i][None, :, None]
-            src.append(level.permute(2, 0, 1))  # [HW, B, C]
+            src.append(self._project(x[i], i).permute(2, 0, 1))  # [HW, B, C]
+        return self._decode(src, pos, sizes, mask_features)
+
+    def _check_levels(self, x: List[torch.Tensor]) -> None:
+        if len(x) != self.num_feature_levels:
+            raise ValueError(f"Expected {self.num_feature_levels} feature levels, got {len(x)}.")
+
+    def _project(self, feature: torch.Tensor, level: int) -> torch.Tensor:
+        """[N, C_in, h, w] -> [N, hidden, h*w]: input projection plus the level embedding."""
+        return self.input_proj[level](feature).flatten(2) + self.level_embed.weight[level][None, :, None]
+
+    def _decode(self, src: List[torch.Tensor], pos: List[torch.Tensor], sizes: List, mask_features: torch.Tensor
+                ) -> Dict[str, object]:
+        """The decoder layers on the flattened memory ``src``/``pos`` ([L, B, C] per level; ``sizes`` their
+        (h, w)); predictions after the learnable queries and after every layer."""
         batch = src[0].shape[1]
         query_embed = self.query_embed.weight.unsqueeze(1).expand(-1, batch, -1)
         output = self.query_feat.weight.unsqueeze(1).expand(-1, batch, -1)
@@ -264,16 +283,21 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         }
 
     def forward_prediction_heads(self, output: torch.Tensor, mask_features: torch.Tensor, attn_mask_target_size):
-        """Class logits [B, Q, K+1], mask logits [B, Q, H, W] and the next layer's attention mask (or None)."""
+        """Class logits [B, Q, K+1], mask logits (see ``_mask_logits``) and the next layer's attention mask (or
+        None)."""
         decoder_output = self.decoder_norm(output).transpose(0, 1)  # [B, Q, C]
         if self.norm:
             weight = F.normalize(self.class_embed.weight, dim=-1)
             outputs_class = torch.einsum("bqc,kc->bqk", F.normalize(decoder_output, dim=-1), weight)
         else:
             outputs_class = self.class_embed(decoder_output)
-        mask_embed = self.mask_embed(decoder_output)
-        outputs_mask = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
+        outputs_mask = self._mask_logits(self.mask_embed(decoder_output), mask_features)
         attn_mask = None
         if attn_mask_target_size is not None:
             attn_mask = _make_attn_mask(outputs_mask, attn_mask_target_size, self.num_heads)
         return outputs_class, outputs_mask, attn_mask
+
+    @staticmethod
+    def _mask_logits(mask_embed: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
+        """mask_embed [B, Q, D] . mask_features [B, D, H, W] -> [B, Q, H, W]."""
+        return torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
