@@ -33,6 +33,10 @@ class HungarianMatcher(nn.Module):
     points, drawn per image and shared by all its predictions and targets), solved per image with
     ``scipy.optimize.linear_sum_assignment``. Costs are computed in float32 with autocast disabled.
 
+    Clips (Video Mask2Former's matcher): with masks [Q, T, H, W] the same points are sampled in every frame
+    and the mask costs are taken over all T x ``num_points`` samples, so a query is matched to a track for the
+    whole clip.
+
     Args:
         cost_class, cost_mask, cost_dice: weights of the three costs (not all 0).
         num_points: points sampled per image for the mask costs (must be > 0 when a mask cost is used;
@@ -53,8 +57,9 @@ class HungarianMatcher(nn.Module):
                 ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """
         Args:
-            outputs: "pred_logits" [B, Q, C+1], "pred_masks" [B, Q, H, W].
-            targets: per image "labels" [M] (indices into the logits' class axis), "masks" [M, H', W'].
+            outputs: "pred_logits" [B, Q, C+1], "pred_masks" [B, Q, H, W] (images) or [B, Q, T, H, W] (clips).
+            targets: per image or clip "labels" [M] (indices into the logits' class axis), "masks" [M, H', W']
+                or [M, T, H', W'].
         Returns:
             per image (query indices, target indices), int64, of length min(Q, M).
         """
@@ -75,11 +80,7 @@ class HungarianMatcher(nn.Module):
                 prob = logits[b].float().softmax(-1)
                 cost = self.cost_class * -prob[:, labels]  # [Q, M]
                 if self.cost_mask != 0 or self.cost_dice != 0:
-                    out_mask = masks[b].float()[:, None]  # [Q, 1, h, w]
-                    tgt_mask = targets[b]["masks"].to(out_mask)[:, None]  # [M, 1, H, W]
-                    coords = torch.rand(1, self.num_points, 2, device=out_mask.device)
-                    tgt_points = point_sample(tgt_mask, coords.expand(tgt_mask.shape[0], -1, -1)).squeeze(1)
-                    out_points = point_sample(out_mask, coords.expand(out_mask.shape[0], -1, -1)).squeeze(1)
+                    out_points, tgt_points = self._sample_points(masks[b].float(), targets[b]["masks"], b)
                     cost = (self.cost_mask * batch_sigmoid_ce_cost(out_points, tgt_points) + cost
                             + self.cost_dice * batch_dice_cost(out_points, tgt_points))
             cost = cost.cpu()
@@ -92,3 +93,20 @@ class HungarianMatcher(nn.Module):
             rows, cols = linear_sum_assignment(cost.numpy())
             indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
         return indices
+
+    def _sample_points(self, out_mask: torch.Tensor, tgt_mask: torch.Tensor, index: int
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Predicted [Q, *F, h, w] and target [M, *F, H, W] masks (F: no axis, or T frames) at the same
+        ``num_points`` random points of every frame: [Q, F*P] logits and [M, F*P] targets."""
+        if out_mask.dim() != tgt_mask.dim() or out_mask.shape[1:-2] != tgt_mask.shape[1:-2]:
+            raise ValueError(
+                f"HungarianMatcher: predicted masks {tuple(out_mask.shape)} and target masks "
+                f"{tuple(tgt_mask.shape)} of item {index} differ in their frame axes (expected [Q, H, W] with "
+                "[M, H, W], or [Q, T, H, W] with [M, T, H, W])."
+            )
+        out_mask = out_mask.reshape(out_mask.shape[0], -1, *out_mask.shape[-2:])  # [Q, F, h, w]
+        tgt_mask = tgt_mask.to(out_mask).reshape(tgt_mask.shape[0], -1, *tgt_mask.shape[-2:])
+        coords = torch.rand(1, self.num_points, 2, device=out_mask.device)
+        tgt_points = point_sample(tgt_mask, coords.expand(tgt_mask.shape[0], -1, -1)).flatten(1)
+        out_points = point_sample(out_mask, coords.expand(out_mask.shape[0], -1, -1)).flatten(1)
+        return out_points, tgt_points
