@@ -11,25 +11,21 @@ from torch.nn import functional as F
 
 from ...constants import SUPPRESSED_LOGIT
 from ...structures import ImageList, sem_seg_postprocess
-from ..criterion import SetCriterion
-from ..matcher import HungarianMatcher
-from ..rankseg import (
-    AsymmetricLoss,
-    MultiLabelHead,
-    gather_ranked,
-    present_classes,
-    remap_targets,
-    scatter_back,
-    select_topk,
-    suppress_absent,
-)
+from ..rankseg import present_classes, scatter_back
 from ..registry import META_ARCH_REGISTRY
+from .mask_classification import (
+    RANKSEG_QUERY_LAYER,  # noqa: F401  (re-exported: where RankSeg reads the queries)
+    apply_oracle_and_ranking,
+    build_set_criterion,
+    check_rankseg_args,
+    mask_classification_losses,
+    multilabel_result,
+    normalized,
+    rankseg_kwargs_from_config,
+)
 from .postprocess import instance_inference, panoptic_inference, semantic_inference
 
 logger = logging.getLogger(__name__)
-
-RANKSEG_QUERY_LAYER = 2
-"""RankSeg's multi-label head reads the queries after this decoder layer (the 3rd)."""
 
 
 @META_ARCH_REGISTRY.register()
@@ -91,10 +87,7 @@ class MaskFormer(nn.Module):
         if panoptic_on and thing_classes is None:
             raise ValueError("Panoptic inference needs thing_classes (the contiguous ids of the thing classes, "
                              "from the test dataset's thing_dataset_id_to_contiguous_id).")
-        if (ml_head is None) != (ml_norm is None):
-            raise ValueError("RankSeg needs both ml_head and ml_norm (or neither).")
-        if ml_head is not None and not 0 < ml_topk <= num_classes:
-            raise ValueError(f"RankSeg TOPK={ml_topk} must lie in [1, NUM_CLASSES={num_classes}].")
+        check_rankseg_args(ml_head, ml_norm, ml_topk, num_classes)
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
         self.criterion = criterion
@@ -129,39 +122,11 @@ class MaskFormer(nn.Module):
         backbone = build_backbone(cfg)
         sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
         mf = cfg.MODEL.MASK_FORMER
-        num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
-
-        matcher = HungarianMatcher(
-            cost_class=mf.CLASS_WEIGHT, cost_mask=mf.MASK_WEIGHT, cost_dice=mf.DICE_WEIGHT,
-            num_points=mf.TRAIN_NUM_POINTS,
-        )
-        weight_dict = {"loss_ce": mf.CLASS_WEIGHT, "loss_mask": mf.MASK_WEIGHT, "loss_dice": mf.DICE_WEIGHT}
-        if mf.DEEP_SUPERVISION:
-            weight_dict.update(
-                {f"{k}_{i}": v for i in range(mf.DEC_LAYERS - 1) for k, v in list(weight_dict.items())}
-            )
-        criterion = SetCriterion(
-            num_classes, matcher=matcher, weight_dict=weight_dict, eos_coef=mf.NO_OBJECT_WEIGHT,
-            losses=["labels", "masks"], num_points=mf.TRAIN_NUM_POINTS,
-            oversample_ratio=mf.OVERSAMPLE_RATIO, importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
-        )
-
-        rs = cfg.MODEL.RANKSEG
-        ml_kwargs = {}
-        if rs.FLAG:
-            ml_kwargs = {
-                "ml_head": MultiLabelHead.from_config(cfg, num_classes, cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM),
-                "ml_norm": nn.LayerNorm(rs.TOPK + 1),
-                "ml_loss": AsymmetricLoss(gamma_neg=2, gamma_pos=0, clip=0.05),
-                "ml_loss_weight": rs.LOSS_WEIGHT,
-                "ml_topk": rs.TOPK,
-                "ml_share_embedding": rs.SHARE_EMBEDDING,
-            }
         return cls(
             backbone=backbone,
             sem_seg_head=sem_seg_head,
-            criterion=criterion,
-            num_classes=num_classes,
+            criterion=build_set_criterion(cfg),
+            num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             num_queries=mf.NUM_OBJECT_QUERIES,
             size_divisibility=mf.SIZE_DIVISIBILITY,
             pixel_mean=cfg.MODEL.PIXEL_MEAN,
@@ -175,9 +140,9 @@ class MaskFormer(nn.Module):
             panoptic_on=mf.TEST.PANOPTIC_ON,
             instance_on=mf.TEST.INSTANCE_ON,
             test_topk_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
-            ml_use_gt=rs.USE_GT,
+            ml_use_gt=cfg.MODEL.RANKSEG.USE_GT,
             thing_classes=_thing_classes(cfg) if mf.TEST.PANOPTIC_ON else None,
-            **ml_kwargs,
+            **rankseg_kwargs_from_config(cfg),
         )
 
     @property
@@ -192,7 +157,7 @@ class MaskFormer(nn.Module):
                 size), and for training or the oracle ``instances`` (``gt_classes`` [N], ``gt_masks``
                 [N,H,W]).
         """
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        images = normalized([x["image"] for x in batched_inputs], self.pixel_mean, self.pixel_std, self.device)
         images = ImageList.from_tensors(images, self.size_divisibility)
         gt_instances = None
         if "instances" in batched_inputs[0]:
@@ -207,48 +172,27 @@ class MaskFormer(nn.Module):
         if gt_instances is not None:
             present = present_classes([inst.gt_classes for inst in gt_instances], self.num_classes)
 
-        if self.ml_use_gt:
-            if present is None:
-                raise ValueError(
-                    "MODEL.RANKSEG.USE_GT (the ground-truth oracle) needs 'instances' in the inputs at "
-                    "inference too; it cannot run on images without annotations."
-                )
-            outputs["pred_logits"] = suppress_absent(outputs["pred_logits"], present, SUPPRESSED_LOGIT)
-
-        image_logits = topk_index = None
-        if self.ml_head is not None:
-            image_logits, topk_index = self._rank_categories(outputs)
-            self._rescale_ranked_logits(outputs, topk_index)
-
+        image_logits, topk_index = apply_oracle_and_ranking(
+            outputs, present=present, use_gt=self.ml_use_gt, ml_head=self.ml_head, ml_norm=self.ml_norm,
+            topk=self.ml_topk, class_embedding=self._shared_class_embedding(),
+        )
         if self.training:
             return self._losses(outputs, gt_instances, images, image_logits, topk_index, present)
         return self._inference(outputs, batched_inputs, images, image_logits, topk_index)
 
-    # RankSeg -----------------------------------------------------------------------------------
-    def _rank_categories(self, outputs: Dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image logits [B, K] from the multi-label head and the selected indices [B, topk + 1]."""
-        tokens = outputs["query_feature"][RANKSEG_QUERY_LAYER].permute(1, 2, 0)  # [Q,B,C] -> [B,C,Q]
-        class_embedding = None
-        if self.ml_share_embedding:
-            class_embedding = self.sem_seg_head.predictor.class_embed.weight[:-1]
-        image_logits = self.ml_head(tokens, class_embedding)
-        return image_logits, select_topk(image_logits, self.ml_topk)
-
-    def _rescale_ranked_logits(self, outputs: Dict, topk_index: torch.Tensor) -> None:
-        """Gather the k+1 selected columns of every layer's logits and apply the rank-adaptive norm."""
-        for out in [outputs, *outputs["aux_outputs"]]:
-            out["pred_logits"] = self.ml_norm(gather_ranked(out["pred_logits"], topk_index))
+    def _shared_class_embedding(self) -> Optional[torch.Tensor]:
+        """The query classifier's rows [K, C] for the multi-label head with SHARE_EMBEDDING, else None."""
+        if self.ml_head is None or not self.ml_share_embedding:
+            return None
+        return self.sem_seg_head.predictor.class_embed.weight[:-1]
 
     # training ----------------------------------------------------------------------------------
     def _losses(self, outputs, gt_instances, images, image_logits, topk_index, present) -> Dict[str, torch.Tensor]:
-        targets = self.prepare_targets(gt_instances, images)
-        if topk_index is not None:
-            targets = remap_targets(targets, topk_index, self.num_classes)
-        losses = self.criterion(outputs, targets)
-        weighted = {k: v * self.criterion.weight_dict[k] for k, v in losses.items() if k in self.criterion.weight_dict}
-        if image_logits is not None:
-            weighted["loss_ml"] = self.ml_loss(image_logits, present.to(image_logits.dtype)) * self.ml_loss_weight
-        return weighted
+        return mask_classification_losses(
+            self.criterion, outputs, self.prepare_targets(gt_instances, images), num_classes=self.num_classes,
+            image_logits=image_logits, topk_index=topk_index, present=present, ml_loss=self.ml_loss,
+            ml_loss_weight=self.ml_loss_weight,
+        )
 
     @staticmethod
     def prepare_targets(gt_instances, images: ImageList) -> List[Dict[str, torch.Tensor]]:
@@ -295,7 +239,7 @@ class MaskFormer(nn.Module):
                     thing_classes=self.thing_classes if self.panoptic_on else None,
                 )
             if image_logits is not None:
-                result["multilabel"] = {"scores": image_logits[i], "topk": topk_index[i, :-1]}
+                result["multilabel"] = multilabel_result(image_logits[i], topk_index[i])
             results.append(result)
         return results
 
