@@ -17,6 +17,11 @@ from mask2former_rankseg.config import get_cfg
 
 DATA = Path(__file__).resolve().parent / "data" / "upstream_config_defaults.json"
 
+# Keys we add beyond upstream's (each documented in README), with their defaults.
+OUR_KEYS = {
+    "MODEL.MASK_FORMER.TEST.WINDOW_SIZE": 32,  # VideoMaskFormer: frames per backbone pass at inference
+}
+
 
 def _flatten(node: CfgNode, prefix: str = "") -> Dict[str, Any]:
     out: Dict[str, Any] = {}
@@ -52,6 +57,8 @@ def test_defaults_equal_upstream_key_by_key():
     upstream = json.loads(DATA.read_text())["keys"]
     ours = _flatten(get_cfg())
     assert len(upstream) == 277
+    for key, value in OUR_KEYS.items():
+        assert ours.pop(key) == value, key
     problems = _differences(ours, upstream)
     assert not problems, f"{len(problems)} differences from upstream's defaults:\n" + "\n".join(problems)
 

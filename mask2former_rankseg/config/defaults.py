@@ -352,6 +352,9 @@ def add_maskformer2_video_config(cfg: CN) -> None:
     cfg.INPUT.SAMPLING_RANDOM = True
     cfg.INPUT.SAMPLING_INTERVAL = 5
     cfg.INPUT.AUGMENTATIONS = []
+    # Ours, not upstream's: frames per backbone + pixel-decoder pass when VideoMaskFormer runs inference on a
+    # whole video (the transformer decoder still sees every frame; <= 0: all frames in one pass, as upstream).
+    cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
 
 
 def add_rankseg_config(cfg: CN) -> None:

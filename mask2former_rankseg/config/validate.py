@@ -26,7 +26,8 @@ def validate_config(cfg) -> None:
                 f"MODEL.MASK_FORMER.HIDDEN_DIM ({cfg.MODEL.MASK_FORMER.HIDDEN_DIM}): the class embeddings are "
                 "shared."
             )
-        if cfg.MODEL.META_ARCHITECTURE == "MaskFormer" and cfg.MODEL.MASK_FORMER.DEC_LAYERS < RANKSEG_MIN_DEC_LAYERS:
+        if (cfg.MODEL.META_ARCHITECTURE in ("MaskFormer", "VideoMaskFormer")
+                and cfg.MODEL.MASK_FORMER.DEC_LAYERS < RANKSEG_MIN_DEC_LAYERS):
             raise ConfigError(
                 f"MODEL.MASK_FORMER.DEC_LAYERS={cfg.MODEL.MASK_FORMER.DEC_LAYERS} is too small for RankSeg: the "
                 f"multi-label head reads the 3rd decoder layer; use DEC_LAYERS >= {RANKSEG_MIN_DEC_LAYERS}."
