@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .config import ConfigError
 
+VIDEO_DECODER = "VideoMultiScaleMaskedTransformerDecoder"
+
 RANKSEG_MIN_DEC_LAYERS = 4
 """The multi-label head reads the queries of the 3rd decoder layer: DEC_LAYERS - 1 >= 3."""
 
@@ -32,6 +34,14 @@ def validate_config(cfg) -> None:
                 f"MODEL.MASK_FORMER.DEC_LAYERS={cfg.MODEL.MASK_FORMER.DEC_LAYERS} is too small for RankSeg: the "
                 f"multi-label head reads the 3rd decoder layer; use DEC_LAYERS >= {RANKSEG_MIN_DEC_LAYERS}."
             )
+    video_arch = cfg.MODEL.META_ARCHITECTURE == "VideoMaskFormer"
+    video_decoder = cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME == VIDEO_DECODER
+    if video_arch != video_decoder and cfg.MODEL.META_ARCHITECTURE in ("MaskFormer", "VideoMaskFormer"):
+        raise ConfigError(
+            f"MODEL.META_ARCHITECTURE={cfg.MODEL.META_ARCHITECTURE!r} with MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME="
+            f"{cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME!r}: the video meta-architecture and the video decoder "
+            f"({VIDEO_DECODER!r}) go together; use both (video configs) or neither."
+        )
     if cfg.SOLVER.IMS_PER_BATCH <= 0:
         raise ConfigError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be positive.")
     if len(cfg.MODEL.PIXEL_MEAN) != len(cfg.MODEL.PIXEL_STD):
