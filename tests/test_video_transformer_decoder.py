@@ -38,7 +38,10 @@ def test_output_shapes_for_a_batch_of_clips():
     assert len(out["query_feature"]) == 3 and out["query_feature"][2].shape == (5, 2, 32)
     # explicit clip length; in eval the default is one clip of all frames (upstream's inference)
     assert model(*_inputs(6), num_frames=2)["pred_masks"].shape == (3, 5, 2, 16, 24)
-    assert model.eval()(*_inputs(7))["pred_masks"].shape == (1, 5, 7, 16, 24)
+    evaluated = model.eval()(*_inputs(7))
+    assert evaluated["pred_masks"].shape == (1, 5, 7, 16, 24)
+    # inference keeps the auxiliary logits (RankSeg rescales them) but not the auxiliary masks [Q, T, H, W]
+    assert len(evaluated["aux_outputs"]) == 3 and all(set(a) == {"pred_logits"} for a in evaluated["aux_outputs"])
     with pytest.raises(ValueError, match="7 frames do not form clips of 3"):
         model.train()(*_inputs(7))
 

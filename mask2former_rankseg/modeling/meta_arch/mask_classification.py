@@ -1,10 +1,11 @@
-"""Steps shared by the image (``MaskFormer``) and video (``VideoMaskFormer``) mask-classification models:
-the criterion built from the config, and RankSeg wired around the transformer decoder's outputs (oracle,
-ranking, rank-adaptive rescaling, target remapping, multi-label loss)."""
+"""What the image (``MaskFormer``) and video (``VideoMaskFormer``) mask-classification models share: their
+common state and config (:class:`MaskClassificationModel`), the criterion built from the config, and RankSeg
+wired around the transformer decoder's outputs (oracle, ranking, rank-adaptive rescaling, target remapping,
+multi-label loss)."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -133,7 +134,108 @@ def multilabel_result(image_logits: torch.Tensor, topk_index: torch.Tensor) -> D
     return {"scores": image_logits, "topk": topk_index[:-1]}
 
 
-def normalized(images: Sequence[torch.Tensor], mean: torch.Tensor, std: torch.Tensor,
-               device: torch.device) -> List[torch.Tensor]:
-    """(image - mean) / std for each uint8/float [C, H, W] image, on ``device``."""
-    return [(x.to(device) - mean) / std for x in images]
+class MaskClassificationModel(nn.Module):
+    """Base of the mask-classification meta-architectures: backbone, head, criterion, pixel normalisation and
+    RankSeg's modules under upstream's names (``backbone``, ``sem_seg_head``, ``criterion``, ``ml_head``,
+    ``ml_norm``), and the RankSeg steps on their decoder outputs.
+
+    Args:
+        backbone: returns a dict of feature maps; ``size_divisibility`` used when ``size_divisibility < 0``.
+        sem_seg_head: pixel decoder + transformer decoder (``predictor``).
+        criterion: :class:`SetCriterion`; its ``weight_dict`` weights and filters the losses.
+        num_classes: K, the size of the complete label set. num_queries: Q.
+        size_divisibility: pad inputs to a multiple of this (-1: the backbone's).
+        pixel_mean, pixel_std: per-channel normalisation in the input's pixel units.
+        ml_head: RankSeg multi-label head, or None for the baseline.
+        ml_norm: rank-adaptive LayerNorm(topk + 1); required with ``ml_head``.
+        ml_loss, ml_loss_weight: multi-label loss (asymmetric) and its weight.
+        ml_topk: number of categories kept per image or clip.
+        ml_use_gt: oracle -- class logits of categories absent from the ground truth are suppressed.
+        ml_share_embedding: feed the query classifier's rows to ``ml_head`` as category embeddings.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        sem_seg_head: nn.Module,
+        criterion: nn.Module,
+        num_classes: int,
+        num_queries: int,
+        size_divisibility: int,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        ml_head: Optional[nn.Module] = None,
+        ml_norm: Optional[nn.Module] = None,
+        ml_loss: Optional[nn.Module] = None,
+        ml_loss_weight: float = 0.0,
+        ml_topk: int = 0,
+        ml_use_gt: bool = False,
+        ml_share_embedding: bool = False,
+    ):
+        super().__init__()
+        check_rankseg_args(ml_head, ml_norm, ml_topk, num_classes)
+        self.backbone = backbone
+        self.sem_seg_head = sem_seg_head
+        self.criterion = criterion
+        self.num_classes = num_classes
+        self.num_queries = num_queries
+        if size_divisibility < 0:
+            size_divisibility = backbone.size_divisibility
+        self.size_divisibility = size_divisibility
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        self.ml_head = ml_head
+        self.ml_norm = ml_norm
+        self.ml_loss = ml_loss
+        self.ml_loss_weight = ml_loss_weight
+        self.ml_topk = ml_topk
+        self.ml_use_gt = ml_use_gt
+        self.ml_share_embedding = ml_share_embedding
+
+    @staticmethod
+    def common_kwargs_from_config(cfg) -> Dict[str, Any]:
+        """The constructor arguments above, from the config (backbone, head and criterion built)."""
+        from ..build import build_backbone, build_sem_seg_head
+
+        backbone = build_backbone(cfg)
+        return {
+            "backbone": backbone,
+            "sem_seg_head": build_sem_seg_head(cfg, backbone.output_shape()),
+            "criterion": build_set_criterion(cfg),
+            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "num_queries": cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES,
+            "size_divisibility": cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "ml_use_gt": cfg.MODEL.RANKSEG.USE_GT,
+            **rankseg_kwargs_from_config(cfg),
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def normalized(self, images: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """(image - mean) / std for each uint8/float [C, H, W] image, on the model's device."""
+        return [(x.to(self.device) - self.pixel_mean) / self.pixel_std for x in images]
+
+    def classify(self, outputs: Dict, present: Optional[torch.Tensor]
+                 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """:func:`apply_oracle_and_ranking` with this model's RankSeg modules (in place on ``outputs``)."""
+        class_embedding = None
+        if self.ml_head is not None and self.ml_share_embedding:
+            class_embedding = self.sem_seg_head.predictor.class_embed.weight[:-1]
+        return apply_oracle_and_ranking(
+            outputs, present=present, use_gt=self.ml_use_gt, ml_head=self.ml_head, ml_norm=self.ml_norm,
+            topk=self.ml_topk, class_embedding=class_embedding,
+        )
+
+    def weighted_losses(self, outputs: Dict, targets: List[Dict[str, torch.Tensor]],
+                        image_logits: Optional[torch.Tensor], topk_index: Optional[torch.Tensor],
+                        present: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """:func:`mask_classification_losses` with this model's criterion and multi-label loss."""
+        return mask_classification_losses(
+            self.criterion, outputs, targets, num_classes=self.num_classes, image_logits=image_logits,
+            topk_index=topk_index, present=present, ml_loss=self.ml_loss, ml_loss_weight=self.ml_loss_weight,
+        )

@@ -6,7 +6,6 @@ import logging
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from ...constants import SUPPRESSED_LOGIT
@@ -15,13 +14,8 @@ from ..rankseg import present_classes, scatter_back
 from ..registry import META_ARCH_REGISTRY
 from .mask_classification import (
     RANKSEG_QUERY_LAYER,  # noqa: F401  (re-exported: where RankSeg reads the queries)
-    apply_oracle_and_ranking,
-    build_set_criterion,
-    check_rankseg_args,
-    mask_classification_losses,
+    MaskClassificationModel,
     multilabel_result,
-    normalized,
-    rankseg_kwargs_from_config,
 )
 from .postprocess import instance_inference, panoptic_inference, semantic_inference
 
@@ -29,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
-class MaskFormer(nn.Module):
+class MaskFormer(MaskClassificationModel):
     """Backbone -> pixel decoder -> transformer decoder -> (RankSeg) -> semantic inference.
 
     Submodules keep upstream's names: ``backbone``, ``sem_seg_head`` (``pixel_decoder``, ``predictor``),
@@ -37,33 +31,17 @@ class MaskFormer(nn.Module):
     ``LayerNorm(topk + 1)`` over the sorted class axis).
 
     Args:
-        backbone: returns a dict of feature maps; ``size_divisibility`` used when ``size_divisibility < 0``.
         sem_seg_head: returns ``pred_logits [B,Q,K+1]``, ``pred_masks [B,Q,h,w]``, ``aux_outputs`` and
             ``query_feature`` (list of [Q,B,C], one per decoder layer).
-        criterion: :class:`SetCriterion`; its ``weight_dict`` weights and filters the losses.
-        num_classes: K, the size of the complete label set.
-        size_divisibility: pad images to a multiple of this (-1: the backbone's).
-        pixel_mean, pixel_std: per-channel normalisation in the input's pixel units.
         semantic_on, panoptic_on, instance_on: which post-processing to run at inference.
-        ml_head: RankSeg multi-label head, or None for the baseline.
-        ml_norm: rank-adaptive LayerNorm(topk + 1); required with ``ml_head``.
-        ml_loss, ml_loss_weight: multi-label loss (asymmetric) and its weight.
-        ml_topk: number of categories kept per image.
-        ml_use_gt: oracle — class logits of categories absent from the ground truth are suppressed.
-        ml_share_embedding: feed the query classifier's rows to ``ml_head`` as category embeddings.
+        thing_classes: contiguous ids of the thing classes (panoptic inference).
+        common: the keyword arguments of :class:`MaskClassificationModel` (backbone, head, criterion,
+            normalisation, RankSeg's ``ml_*``).
     """
 
     def __init__(
         self,
         *,
-        backbone: nn.Module,
-        sem_seg_head: nn.Module,
-        criterion: nn.Module,
-        num_classes: int,
-        num_queries: int,
-        size_divisibility: int,
-        pixel_mean: Sequence[float],
-        pixel_std: Sequence[float],
         object_mask_threshold: float = 0.8,
         overlap_threshold: float = 0.8,
         sem_seg_postprocess_before_inference: bool = True,
@@ -71,66 +49,30 @@ class MaskFormer(nn.Module):
         panoptic_on: bool = False,
         instance_on: bool = False,
         test_topk_per_image: int = 100,
-        ml_head: Optional[nn.Module] = None,
-        ml_norm: Optional[nn.Module] = None,
-        ml_loss: Optional[nn.Module] = None,
-        ml_loss_weight: float = 0.0,
-        ml_topk: int = 0,
-        ml_use_gt: bool = False,
-        ml_share_embedding: bool = False,
         thing_classes: Optional[Sequence[int]] = None,
+        **common,
     ):
-        super().__init__()
+        super().__init__(**common)
         if not (semantic_on or panoptic_on or instance_on):
             raise ValueError("MODEL.MASK_FORMER.TEST: SEMANTIC_ON, PANOPTIC_ON and INSTANCE_ON are all False; "
                              "turn at least one on.")
         if panoptic_on and thing_classes is None:
             raise ValueError("Panoptic inference needs thing_classes (the contiguous ids of the thing classes, "
                              "from the test dataset's thing_dataset_id_to_contiguous_id).")
-        check_rankseg_args(ml_head, ml_norm, ml_topk, num_classes)
-        self.backbone = backbone
-        self.sem_seg_head = sem_seg_head
-        self.criterion = criterion
-        self.num_classes = num_classes
-        self.num_queries = num_queries
         self.object_mask_threshold = object_mask_threshold
         self.overlap_threshold = overlap_threshold
-        if size_divisibility < 0:
-            size_divisibility = backbone.size_divisibility
-        self.size_divisibility = size_divisibility
         self.sem_seg_postprocess_before_inference = sem_seg_postprocess_before_inference
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
         self.semantic_on = semantic_on
         self.panoptic_on = panoptic_on
         self.instance_on = instance_on
         self.test_topk_per_image = test_topk_per_image
         self.thing_classes = None if thing_classes is None else sorted(int(c) for c in thing_classes)
 
-        self.ml_head = ml_head
-        self.ml_norm = ml_norm
-        self.ml_loss = ml_loss
-        self.ml_loss_weight = ml_loss_weight
-        self.ml_topk = ml_topk
-        self.ml_use_gt = ml_use_gt
-        self.ml_share_embedding = ml_share_embedding
-
     @classmethod
     def from_config(cls, cfg) -> MaskFormer:
-        from ..build import build_backbone, build_sem_seg_head
-
-        backbone = build_backbone(cfg)
-        sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
         mf = cfg.MODEL.MASK_FORMER
         return cls(
-            backbone=backbone,
-            sem_seg_head=sem_seg_head,
-            criterion=build_set_criterion(cfg),
-            num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-            num_queries=mf.NUM_OBJECT_QUERIES,
-            size_divisibility=mf.SIZE_DIVISIBILITY,
-            pixel_mean=cfg.MODEL.PIXEL_MEAN,
-            pixel_std=cfg.MODEL.PIXEL_STD,
+            **cls.common_kwargs_from_config(cfg),
             object_mask_threshold=mf.TEST.OBJECT_MASK_THRESHOLD,
             overlap_threshold=mf.TEST.OVERLAP_THRESHOLD,
             sem_seg_postprocess_before_inference=(
@@ -140,14 +82,8 @@ class MaskFormer(nn.Module):
             panoptic_on=mf.TEST.PANOPTIC_ON,
             instance_on=mf.TEST.INSTANCE_ON,
             test_topk_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
-            ml_use_gt=cfg.MODEL.RANKSEG.USE_GT,
             thing_classes=_thing_classes(cfg) if mf.TEST.PANOPTIC_ON else None,
-            **rankseg_kwargs_from_config(cfg),
         )
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     def forward(self, batched_inputs: List[Dict]) -> List[Dict] | Dict[str, torch.Tensor]:
         """Train: dict of weighted losses. Eval: one dict per image (see DESIGN §2, "model I/O").
@@ -157,7 +93,7 @@ class MaskFormer(nn.Module):
                 size), and for training or the oracle ``instances`` (``gt_classes`` [N], ``gt_masks``
                 [N,H,W]).
         """
-        images = normalized([x["image"] for x in batched_inputs], self.pixel_mean, self.pixel_std, self.device)
+        images = self.normalized([x["image"] for x in batched_inputs])
         images = ImageList.from_tensors(images, self.size_divisibility)
         gt_instances = None
         if "instances" in batched_inputs[0]:
@@ -172,27 +108,15 @@ class MaskFormer(nn.Module):
         if gt_instances is not None:
             present = present_classes([inst.gt_classes for inst in gt_instances], self.num_classes)
 
-        image_logits, topk_index = apply_oracle_and_ranking(
-            outputs, present=present, use_gt=self.ml_use_gt, ml_head=self.ml_head, ml_norm=self.ml_norm,
-            topk=self.ml_topk, class_embedding=self._shared_class_embedding(),
-        )
+        image_logits, topk_index = self.classify(outputs, present)
         if self.training:
             return self._losses(outputs, gt_instances, images, image_logits, topk_index, present)
         return self._inference(outputs, batched_inputs, images, image_logits, topk_index)
 
-    def _shared_class_embedding(self) -> Optional[torch.Tensor]:
-        """The query classifier's rows [K, C] for the multi-label head with SHARE_EMBEDDING, else None."""
-        if self.ml_head is None or not self.ml_share_embedding:
-            return None
-        return self.sem_seg_head.predictor.class_embed.weight[:-1]
-
     # training ----------------------------------------------------------------------------------
     def _losses(self, outputs, gt_instances, images, image_logits, topk_index, present) -> Dict[str, torch.Tensor]:
-        return mask_classification_losses(
-            self.criterion, outputs, self.prepare_targets(gt_instances, images), num_classes=self.num_classes,
-            image_logits=image_logits, topk_index=topk_index, present=present, ml_loss=self.ml_loss,
-            ml_loss_weight=self.ml_loss_weight,
-        )
+        return self.weighted_losses(outputs, self.prepare_targets(gt_instances, images), image_logits, topk_index,
+                                    present)
 
     @staticmethod
     def prepare_targets(gt_instances, images: ImageList) -> List[Dict[str, torch.Tensor]]:

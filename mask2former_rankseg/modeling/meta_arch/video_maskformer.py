@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
-from torch import nn
 
 from ...constants import SUPPRESSED_LOGIT
 from ...structures import ImageList
 from ..rankseg import present_classes, scatter_back
 from ..registry import META_ARCH_REGISTRY
-from .mask_classification import (
-    apply_oracle_and_ranking,
-    build_set_criterion,
-    check_rankseg_args,
-    mask_classification_losses,
-    multilabel_result,
-    normalized,
-    rankseg_kwargs_from_config,
-)
+from .mask_classification import MaskClassificationModel, multilabel_result
 from .video_postprocess import VIDEO_TOPK, video_instance_inference, video_semantic_inference
 
 logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
-class VideoMaskFormer(nn.Module):
+class VideoMaskFormer(MaskClassificationModel):
     """Backbone and pixel decoder per frame -> video transformer decoder per clip -> (RankSeg) -> video results.
 
     A clip's frames share one set of queries; each query predicts a class for the clip and a mask per frame
@@ -38,99 +29,47 @@ class VideoMaskFormer(nn.Module):
 
     Inference treats the whole video as one clip (as upstream). The backbone and pixel decoder, whose outputs
     depend on their own frame only, run over windows of ``window_size`` frames, and mask resizing and
-    post-processing run one frame at a time, so their memory does not grow with the video's length; the
+    post-processing run one frame at a time, so their activations do not grow with the video's length; the
     transformer decoder then sees the features of all frames at once (the result equals an unwindowed run up
-    to float rounding).
+    to float rounding) and keeps only its final layer's masks.
 
     Args:
-        backbone, sem_seg_head, criterion: as :class:`MaskFormer`; ``sem_seg_head`` must provide
-            ``pixel_features`` and a ``predictor`` taking ``num_frames``.
-        num_classes: K. num_queries: Q. num_frames: T of a training clip (``INPUT.SAMPLING_FRAME_NUM``).
-        size_divisibility: pad frames to a multiple of this (-1: the backbone's).
-        pixel_mean, pixel_std: per-channel normalisation in the input's pixel units.
+        sem_seg_head: must provide ``pixel_features`` and a ``predictor`` taking ``num_frames``.
+        num_frames: T of a training clip (``INPUT.SAMPLING_FRAME_NUM``).
         semantic_on: also return per-frame semantic labels (VSPW).
         window_size: frames per backbone/pixel-decoder pass at inference (``MODEL.MASK_FORMER.TEST.WINDOW_SIZE``;
             <= 0: all frames at once).
         test_topk_per_video: video instances returned per video (upstream: 10).
-        ml_*: RankSeg, as :class:`MaskFormer` (``ml_use_gt``: the ground-truth oracle).
+        common: the keyword arguments of :class:`MaskClassificationModel` (backbone, head, criterion,
+            normalisation, RankSeg's ``ml_*``; one ranking per clip).
     """
 
     def __init__(
         self,
         *,
-        backbone: nn.Module,
-        sem_seg_head: nn.Module,
-        criterion: nn.Module,
-        num_classes: int,
-        num_queries: int,
         num_frames: int,
-        size_divisibility: int,
-        pixel_mean: Sequence[float],
-        pixel_std: Sequence[float],
         semantic_on: bool = False,
         window_size: int = 0,
         test_topk_per_video: int = VIDEO_TOPK,
-        ml_head: Optional[nn.Module] = None,
-        ml_norm: Optional[nn.Module] = None,
-        ml_loss: Optional[nn.Module] = None,
-        ml_loss_weight: float = 0.0,
-        ml_topk: int = 0,
-        ml_use_gt: bool = False,
-        ml_share_embedding: bool = False,
+        **common,
     ):
-        super().__init__()
-        check_rankseg_args(ml_head, ml_norm, ml_topk, num_classes)
-        if not hasattr(sem_seg_head, "pixel_features"):
+        super().__init__(**common)
+        if not hasattr(self.sem_seg_head, "pixel_features"):
             raise ValueError(f"VideoMaskFormer needs a head with pixel_features() (MaskFormerHead), got "
-                             f"{type(sem_seg_head).__name__}.")
-        self.backbone = backbone
-        self.sem_seg_head = sem_seg_head
-        self.criterion = criterion
-        self.num_classes = num_classes
-        self.num_queries = num_queries
+                             f"{type(self.sem_seg_head).__name__}.")
         self.num_frames = num_frames
-        if size_divisibility < 0:
-            size_divisibility = backbone.size_divisibility
-        self.size_divisibility = size_divisibility
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
         self.semantic_on = semantic_on
         self.window_size = window_size
         self.test_topk_per_video = test_topk_per_video
 
-        self.ml_head = ml_head
-        self.ml_norm = ml_norm
-        self.ml_loss = ml_loss
-        self.ml_loss_weight = ml_loss_weight
-        self.ml_topk = ml_topk
-        self.ml_use_gt = ml_use_gt
-        self.ml_share_embedding = ml_share_embedding
-
     @classmethod
     def from_config(cls, cfg) -> VideoMaskFormer:
-        from ..build import build_backbone, build_sem_seg_head
-
-        backbone = build_backbone(cfg)
-        mf = cfg.MODEL.MASK_FORMER
         return cls(
-            backbone=backbone,
-            sem_seg_head=build_sem_seg_head(cfg, backbone.output_shape()),
-            criterion=build_set_criterion(cfg),
-            num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-            num_queries=mf.NUM_OBJECT_QUERIES,
+            **cls.common_kwargs_from_config(cfg),
             num_frames=cfg.INPUT.SAMPLING_FRAME_NUM,
-            size_divisibility=mf.SIZE_DIVISIBILITY,
-            pixel_mean=cfg.MODEL.PIXEL_MEAN,
-            pixel_std=cfg.MODEL.PIXEL_STD,
-            semantic_on=mf.TEST.SEMANTIC_ON,
-            window_size=mf.TEST.WINDOW_SIZE,
-            ml_use_gt=cfg.MODEL.RANKSEG.USE_GT,
-            **rankseg_kwargs_from_config(cfg),
+            semantic_on=cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_ON,
+            window_size=cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE,
         )
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     def forward(self, batched_inputs: List[Dict]) -> List[Dict] | Dict[str, torch.Tensor]:
         """Train: dict of weighted losses. Eval: one dict per video (see ``inference_video``).
@@ -155,7 +94,7 @@ class VideoMaskFormer(nn.Module):
         window = len(frames) if window <= 0 else window
         predictor_inputs, mask_features, first = [], [], None
         for start in range(0, len(frames), window):
-            chunk = normalized(frames[start: start + window], self.pixel_mean, self.pixel_std, self.device)
+            chunk = self.normalized(frames[start: start + window])
             images = ImageList.from_tensors(chunk, self.size_divisibility)
             if first is None:
                 first = images
@@ -172,16 +111,6 @@ class VideoMaskFormer(nn.Module):
         outputs = self.sem_seg_head.predictor(x, torch.cat(mask_features), None, num_frames=num_frames)
         return outputs, first
 
-    def _rankseg(self, outputs: Dict, present: Optional[torch.Tensor]
-                 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        class_embedding = None
-        if self.ml_head is not None and self.ml_share_embedding:
-            class_embedding = self.sem_seg_head.predictor.class_embed.weight[:-1]
-        return apply_oracle_and_ranking(
-            outputs, present=present, use_gt=self.ml_use_gt, ml_head=self.ml_head, ml_norm=self.ml_norm,
-            topk=self.ml_topk, class_embedding=class_embedding,
-        )
-
     # training ----------------------------------------------------------------------------------
     def _losses(self, batched_inputs: List[Dict]) -> Dict[str, torch.Tensor]:
         lengths = {len(video["image"]) for video in batched_inputs}
@@ -195,11 +124,8 @@ class VideoMaskFormer(nn.Module):
         outputs, images = self._decode(frames, num_frames, window=0)
         targets = self.prepare_targets(batched_inputs, tuple(images.tensor.shape[-2:]))
         present = present_classes([t["labels"] for t in targets], self.num_classes)
-        image_logits, topk_index = self._rankseg(outputs, present)
-        return mask_classification_losses(
-            self.criterion, outputs, targets, num_classes=self.num_classes, image_logits=image_logits,
-            topk_index=topk_index, present=present, ml_loss=self.ml_loss, ml_loss_weight=self.ml_loss_weight,
-        )
+        image_logits, topk_index = self.classify(outputs, present)
+        return self.weighted_losses(outputs, targets, image_logits, topk_index, present)
 
     def prepare_targets(self, batched_inputs: List[Dict], padded_size: Tuple[int, int]
                         ) -> List[Dict[str, torch.Tensor]]:
@@ -239,7 +165,7 @@ class VideoMaskFormer(nn.Module):
         present = None
         if "instances" in video:
             present = present_classes([clip_tracks(video)[0].to(self.device)], self.num_classes)
-        image_logits, topk_index = self._rankseg(outputs, present)
+        image_logits, topk_index = self.classify(outputs, present)
         mask_cls = outputs["pred_logits"]
         if topk_index is not None:
             mask_cls = scatter_back(mask_cls, topk_index, self.num_classes, SUPPRESSED_LOGIT)

@@ -248,19 +248,21 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         """[N, C_in, h, w] -> [N, hidden, h*w]: input projection plus the level embedding."""
         return self.input_proj[level](feature).flatten(2) + self.level_embed.weight[level][None, :, None]
 
-    def _decode(self, src: List[torch.Tensor], pos: List[torch.Tensor], sizes: List, mask_features: torch.Tensor
-                ) -> Dict[str, object]:
+    def _decode(self, src: List[torch.Tensor], pos: List[torch.Tensor], sizes: List, mask_features: torch.Tensor,
+                keep_aux_masks: bool = True) -> Dict[str, object]:
         """The decoder layers on the flattened memory ``src``/``pos`` ([L, B, C] per level; ``sizes`` their
-        (h, w)); predictions after the learnable queries and after every layer."""
+        (h, w)); predictions after the learnable queries and after every layer. Without ``keep_aux_masks`` the
+        auxiliary predictions hold ``pred_logits`` only (their masks are freed as soon as the next layer's
+        attention mask is made)."""
         batch = src[0].shape[1]
         query_embed = self.query_embed.weight.unsqueeze(1).expand(-1, batch, -1)
         output = self.query_feat.weight.unsqueeze(1).expand(-1, batch, -1)
 
         classes, masks, query_features = [], [], []
         outputs_class, outputs_mask, attn_mask = self.forward_prediction_heads(output, mask_features, sizes[0])
-        classes.append(outputs_class)
-        masks.append(outputs_mask)
         for i in range(self.num_layers):
+            classes.append(outputs_class)
+            masks.append(outputs_mask if keep_aux_masks else None)
             level = i % self.num_feature_levels
             output = self.transformer_cross_attention_layers[i](
                 output, src[level], memory_mask=attn_mask, pos=pos[level], query_pos=query_embed
@@ -271,14 +273,14 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             outputs_class, outputs_mask, attn_mask = self.forward_prediction_heads(
                 output, mask_features, None if last else sizes[(i + 1) % self.num_feature_levels]
             )
-            classes.append(outputs_class)
-            masks.append(outputs_mask)
             query_features.append(output)
 
+        aux_outputs = [{"pred_logits": c} if m is None else {"pred_logits": c, "pred_masks": m}
+                       for c, m in zip(classes, masks)]
         return {
-            "pred_logits": classes[-1],
-            "pred_masks": masks[-1],
-            "aux_outputs": [{"pred_logits": c, "pred_masks": m} for c, m in zip(classes[:-1], masks[:-1])],
+            "pred_logits": outputs_class,
+            "pred_masks": outputs_mask,
+            "aux_outputs": aux_outputs,
             "query_feature": query_features,
         }
 

@@ -49,7 +49,8 @@ class VideoMultiScaleMaskedTransformerDecoder(MultiScaleMaskedTransformerDecoder
             num_frames: T. Default: ``self.num_frames`` in training and all frames as one clip (B = 1) in eval,
                 as upstream.
         Returns:
-            pred_logits [B, Q, K+1], pred_masks [B, Q, T, H, W], aux_outputs, query_feature ([Q, B, C] per layer).
+            pred_logits [B, Q, K+1], pred_masks [B, Q, T, H, W], aux_outputs (in eval: ``pred_logits`` only, so
+            the 10 layers' masks of a long video are not all kept), query_feature ([Q, B, C] per layer).
         """
         self._check_levels(x)
         frames = mask_features.shape[0]
@@ -69,7 +70,7 @@ class VideoMultiScaleMaskedTransformerDecoder(MultiScaleMaskedTransformerDecoder
             # [B, T, C, hw] -> [T*hw, B, C]
             pos.append(level_pos.permute(1, 3, 0, 2).flatten(0, 1))
             src.append(level_src.permute(1, 3, 0, 2).flatten(0, 1))
-        return self._decode(src, pos, sizes, mask_features)
+        return self._decode(src, pos, sizes, mask_features, keep_aux_masks=self.training)
 
     @staticmethod
     def _mask_logits(mask_embed: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
