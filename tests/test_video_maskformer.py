@@ -261,6 +261,8 @@ def test_bad_videos_are_clear_errors():
         model([{"image": [], "video_id": 5}])
     with pytest.raises(ValueError, match="different lengths"):
         model.train()([moving_squares(2), moving_squares(3)])
+    with pytest.raises(ValueError, match="clip 1 has no frames"):
+        model([moving_squares(0)])
     clip = moving_squares(2)
     clip["instances"] = clip["instances"][:1]
     with pytest.raises(ValueError, match="1 frames of instances for 2 images"):

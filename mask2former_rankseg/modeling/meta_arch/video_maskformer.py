@@ -120,6 +120,9 @@ class VideoMaskFormer(MaskClassificationModel):
         if any("instances" not in video for video in batched_inputs):
             raise ValueError("Training needs 'instances' (one per frame) in every clip dict (use a video mapper).")
         num_frames = lengths.pop()
+        if num_frames == 0:
+            name = batched_inputs[0].get("video_id", "?")
+            raise ValueError(f"VideoMaskFormer: training clip {name!r} has no frames.")
         frames = [frame for video in batched_inputs for frame in video["image"]]
         outputs, images = self._decode(frames, num_frames, window=0)
         targets = self.prepare_targets(batched_inputs, tuple(images.tensor.shape[-2:]))
@@ -137,7 +140,7 @@ class VideoMaskFormer(MaskClassificationModel):
             frames = video["instances"]
             masks = torch.zeros((len(labels), len(frames), *padded_size), dtype=torch.float32, device=self.device)
             for t, inst in enumerate(frames):
-                frame_masks = inst.gt_masks.to(self.device)[valid]
+                frame_masks = inst.gt_masks.to(self.device)[valid.to(self.device)]
                 masks[:, t, : frame_masks.shape[-2], : frame_masks.shape[-1]] = frame_masks
             targets.append({"labels": labels.to(self.device), "masks": masks})
         return targets
@@ -193,6 +196,8 @@ def clip_tracks(video: Dict) -> Tuple[torch.Tensor, torch.Tensor]:
     """
     frames = video["instances"]
     name = video.get("video_id", "?")
+    if len(frames) == 0:
+        raise ValueError(f"Video {name!r} has no frames of instances.")
     if len(frames) != len(video["image"]):
         raise ValueError(f"Video {name!r}: {len(frames)} frames of instances for {len(video['image'])} images.")
     sizes = {len(inst) for inst in frames}
