@@ -216,10 +216,10 @@ def test_no_output_and_no_gui_is_a_clear_usage_error(demo, tiny_model_opts, tmp_
     assert "give --output" in capsys.readouterr().err
 
 
-def test_video_config_runs_the_clip_level_model(demo, tiny_model_opts, tmp_path):
+def test_video_config_runs_the_clip_level_model(demo, tiny_video_model_opts, tmp_path):
     video = _write_video(tmp_path / "v.mp4", num_frames=3)
     out = tmp_path / "out"
-    opts = [*tiny_model_opts, "MODEL.RESNETS.DEPTH", "18", "MODEL.MASK_FORMER.DEC_LAYERS", "4", "MODEL.WEIGHTS", ""]
+    opts = [*tiny_video_model_opts, "INPUT.MIN_SIZE_TEST", "64"]
     assert _run(demo, YTVIS, opts, "--video-input", video, "--output", out) == 0
     frames = _video_frames(out / "v.mp4")
     assert len(frames) == 3 and frames[0].shape == (48, 64, 3)

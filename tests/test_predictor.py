@@ -117,7 +117,7 @@ def test_bad_images_and_configs_are_refused(tiny_model_opts):
         VideoPredictor(_cfg(SYNTHETIC_RANKSEG, tiny_model_opts))
 
 
-def test_video_configs_build_the_clip_level_model(tiny_model_opts):
+def test_video_configs_build_the_clip_level_model():
     cfg = get_cfg()
     cfg.merge_from_file(str(YTVIS))
     check_model_available(cfg)  # VideoMaskFormer is registered
@@ -128,9 +128,8 @@ def test_video_configs_build_the_clip_level_model(tiny_model_opts):
         check_model_available(cfg)
 
 
-def test_video_predictor_runs_video_maskformer_at_the_clip_size(tiny_model_opts):
-    cfg = _cfg(YTVIS, tiny_model_opts, "MODEL.RESNETS.DEPTH", 18, "MODEL.MASK_FORMER.DEC_LAYERS", 4,
-               "MODEL.WEIGHTS", "")
+def test_video_predictor_runs_video_maskformer_at_the_clip_size(tiny_video_model_opts):
+    cfg = _cfg(YTVIS, tiny_video_model_opts, "INPUT.MIN_SIZE_TEST", 64)
     frames = [_image(48, 96, seed=t) for t in range(3)]
     out = VideoPredictor(cfg)(frames)
     assert out["image_size"] == (48, 96)

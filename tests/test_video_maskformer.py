@@ -20,21 +20,10 @@ VSPW_GT = ROOT / "configs/vspw/video_maskformer2_R101_bs16_8ep-gt.yaml"
 VIDEO_CONFIGS = sorted(p for tree in ("youtubevis_2019", "vspw") for p in (ROOT / "configs" / tree).glob("**/*.yaml")
                        if not p.name.startswith("Base"))
 
-# Shrinks any video config to a few thousand parameters for CPU tests (never used for parameter counts).
-TINY = ["MODEL.WEIGHTS", "", "MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.STEM_OUT_CHANNELS", 16,
-        "MODEL.RESNETS.RES2_OUT_CHANNELS", 16, "MODEL.SWIN.EMBED_DIM", 16, "MODEL.SWIN.DEPTHS", [1, 1, 1, 1],
-        "MODEL.SWIN.NUM_HEADS", [1, 1, 2, 2], "MODEL.SWIN.WINDOW_SIZE", 4,
-        "MODEL.SEM_SEG_HEAD.CONVS_DIM", 32, "MODEL.SEM_SEG_HEAD.MASK_DIM", 32,
-        "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", 1, "MODEL.MASK_FORMER.HIDDEN_DIM", 32,
-        "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", 6, "MODEL.MASK_FORMER.NHEADS", 2,
-        "MODEL.MASK_FORMER.DIM_FEEDFORWARD", 64, "MODEL.MASK_FORMER.DEC_LAYERS", 4,
-        "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 64, "MODEL.RANKSEG.HIDDEN_DIM", 64]
-
-
-def _cfg(path: Path, *opts):
+def _cfg(path: Path, tiny_opts: List[str], *extra):
     cfg = get_cfg()
     cfg.merge_from_file(str(path))
-    cfg.merge_from_list(TINY + list(opts))
+    cfg.merge_from_list([*tiny_opts, *[str(e) for e in extra]])
     return cfg
 
 
@@ -98,7 +87,7 @@ def test_parameter_counts_and_names_match_upstream():
 
 
 @pytest.mark.parametrize("path", VIDEO_CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
-def test_every_upstream_video_config_builds_and_runs_inference(path):
+def test_every_upstream_video_config_builds_and_runs_inference(path, tiny_video_model_opts):
     cfg = get_cfg()
     cfg.merge_from_file(str(path))
     with torch.device("meta"):
@@ -111,7 +100,7 @@ def test_every_upstream_video_config_builds_and_runs_inference(path):
     num_classes = 124 if "vspw" in str(path) else 40
     assert full.num_classes == num_classes and full.num_frames == 2
 
-    model = build_model(_cfg(path)).eval()
+    model = build_model(_cfg(path, tiny_video_model_opts)).eval()
     with torch.no_grad():
         out, = model([moving_squares(2, classes=(5, 30), size=32, with_gt=full.ml_use_gt)])
     assert len(out["pred_scores"]) == 10 and all(0 <= c < num_classes for c in out["pred_labels"])
@@ -122,14 +111,15 @@ def test_every_upstream_video_config_builds_and_runs_inference(path):
 
 # -- RankSeg on clips ------------------------------------------------------------------------------------------
 
-def test_clip_level_targets_and_present_categories():
+def test_clip_level_targets_and_present_categories(tiny_video_model_opts):
     """Track 0 (class 5) is in frames 0-1, track 1 (class 2) only in frame 2, track 2 (class 7) in none: the
     clip's targets are tracks 0 and 1 with masks over all 3 frames, and its categories {2, 5}."""
     clip = moving_squares(3, classes=(5, 2, 7), absent={0: {2}, 1: {0, 1}, 2: {0, 1, 2}})
     labels, valid = clip_tracks(clip)
     assert labels.tolist() == [5, 2] and valid.tolist() == [True, True, False]
 
-    model = build_model(_cfg(YTVIS_RANKSEG, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 12, "MODEL.RANKSEG.TOPK", 12)).train()
+    model = build_model(_cfg(YTVIS_RANKSEG, tiny_video_model_opts, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 12,
+                             "MODEL.RANKSEG.TOPK", 12)).train()
     targets = model.prepare_targets([clip], (64, 64))[0]
     assert targets["labels"].tolist() == [5, 2]
     assert targets["masks"].shape == (2, 3, 64, 64)  # [N, T, Hpad, Wpad]
@@ -146,8 +136,9 @@ def test_clip_level_targets_and_present_categories():
     assert torch.isfinite(losses["loss_ml"]) and losses["loss_ml"] > 0
 
 
-def test_rankseg_selects_per_clip_and_remaps_clip_targets():
-    model = build_model(_cfg(YTVIS_RANKSEG, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 12, "MODEL.RANKSEG.TOPK", 3)).train()
+def test_rankseg_selects_per_clip_and_remaps_clip_targets(tiny_video_model_opts):
+    model = build_model(_cfg(YTVIS_RANKSEG, tiny_video_model_opts, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 12,
+                             "MODEL.RANKSEG.TOPK", 3)).train()
     seen = {}
     forward = model.criterion.forward
 
@@ -169,8 +160,8 @@ def test_rankseg_selects_per_clip_and_remaps_clip_targets():
         assert target["masks"].shape == (len(expected), 2, 64, 64)
 
 
-def test_oracle_keeps_only_the_clips_categories():
-    model = build_model(_cfg(VSPW_GT)).eval()
+def test_oracle_keeps_only_the_clips_categories(tiny_video_model_opts):
+    model = build_model(_cfg(VSPW_GT, tiny_video_model_opts)).eval()
     clip = moving_squares(3, classes=(17, 90), absent={1: {0, 1, 2}})  # class 90 is never in the clip
     with torch.no_grad():
         out, = model([clip])
@@ -185,8 +176,9 @@ def test_oracle_keeps_only_the_clips_categories():
 # -- training --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", [YTVIS_R50, YTVIS_RANKSEG])
-def test_training_steps_on_moving_squares_lower_the_loss(path):
-    model = build_model(_cfg(path, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 12, "MODEL.RANKSEG.TOPK", 12)).train()
+def test_training_steps_on_moving_squares_lower_the_loss(path, tiny_video_model_opts):
+    model = build_model(_cfg(path, tiny_video_model_opts, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 12,
+                             "MODEL.RANKSEG.TOPK", 12)).train()
     batch = [moving_squares(2, classes=(3, 7), size=32), moving_squares(2, classes=(1,), size=32, video_id=2)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     totals: List[float] = []
@@ -204,10 +196,10 @@ def test_training_steps_on_moving_squares_lower_the_loss(path):
 
 # -- inference -------------------------------------------------------------------------------------------------
 
-def test_windowed_inference_equals_one_pass_and_bounds_the_backbone_batch():
+def test_windowed_inference_equals_one_pass_and_bounds_the_backbone_batch(tiny_video_model_opts):
     """A 7-frame video in windows of 3 frames: the backbone never sees more than 3 frames, and the results equal
     those of one pass over all frames (the transformer decoder sees all 7 in both)."""
-    model = build_model(_cfg(VSPW_RANKSEG, "MODEL.MASK_FORMER.TEST.WINDOW_SIZE", 3)).eval()
+    model = build_model(_cfg(VSPW_RANKSEG, tiny_video_model_opts, "MODEL.MASK_FORMER.TEST.WINDOW_SIZE", 3)).eval()
     assert model.window_size == 3
     video = moving_squares(7, classes=(4, 50, 101), with_gt=False)
     batches = []
@@ -230,9 +222,9 @@ def test_windowed_inference_equals_one_pass_and_bounds_the_backbone_batch():
     assert (windowed["sem_seg_labels"] != whole["sem_seg_labels"]).float().mean() < 1e-3
 
 
-def test_output_format_of_the_video_contract():
+def test_output_format_of_the_video_contract(tiny_video_model_opts):
     """Frames are 48x48 network input of a 96x72 video: results come at the video's size, on the CPU."""
-    model = build_model(_cfg(VSPW_RANKSEG, "MODEL.RANKSEG.TOPK", 20)).eval()
+    model = build_model(_cfg(VSPW_RANKSEG, tiny_video_model_opts, "MODEL.RANKSEG.TOPK", 20)).eval()
     video = moving_squares(4, with_gt=False)
     video["height"], video["width"] = 96, 72
     with torch.no_grad():
@@ -251,8 +243,8 @@ def test_output_format_of_the_video_contract():
     assert outputs[1]["pred_masks"][0].shape == (2, 48, 48)
 
 
-def test_bad_videos_are_clear_errors():
-    model = build_model(_cfg(YTVIS_R50))
+def test_bad_videos_are_clear_errors(tiny_video_model_opts):
+    model = build_model(_cfg(YTVIS_R50, tiny_video_model_opts))
     video = moving_squares(3, with_gt=False, video_id=12)
     video["image"][2] = video["image"][2][:, :40]
     with pytest.raises(ValueError, match=r"Video 12: frame 2 has shape \(3, 40, 48\)"), torch.no_grad():

@@ -131,26 +131,18 @@ def test_synthetic_video_configs_match_their_datasets(name, kind):
         assert cfg.MODEL.RANKSEG.TOPK == 48 and cfg.MODEL.SEM_SEG_HEAD.USE_LAYERNORM
 
 
-TINY_VIDEO_MODEL = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", 18,
-                    "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 16,
-                    "MODEL.SEM_SEG_HEAD.CONVS_DIM", 32, "MODEL.SEM_SEG_HEAD.MASK_DIM", 32,
-                    "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", 1, "MODEL.MASK_FORMER.HIDDEN_DIM", 32,
-                    "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", 6, "MODEL.MASK_FORMER.DIM_FEEDFORWARD", 64,
-                    "MODEL.MASK_FORMER.DEC_LAYERS", 4, "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 64,
-                    "MODEL.RANKSEG.HIDDEN_DIM", 64, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 48, "MODEL.RANKSEG.TOPK", 48]
-
-
 @pytest.mark.parametrize("config,train,test,metric", [
     ("synthetic/video_maskformer2_R18_synthetic-rankseg.yaml", "synthetic_ytvis_train", "synthetic_ytvis_val", "segm"),
     ("synthetic/video_maskformer2_R18_synthetic_vspw-rankseg.yaml", "synthetic_vspw_train", "synthetic_vspw_val",
      "sem_seg"),
 ])
-def test_video_model_trains_on_mapper_clips_and_feeds_the_evaluator(small_datasets, config, train, test, metric):
+def test_video_model_trains_on_mapper_clips_and_feeds_the_evaluator(small_datasets, tiny_video_model_opts, config,
+                                                                     train, test, metric):
     """The mappers' clips are what VideoMaskFormer trains on, and its outputs are what the evaluators read."""
     from mask2former_rankseg.modeling import build_model
 
     cfg = _cfg(config, train, test, small_datasets)
-    cfg.merge_from_list(TINY_VIDEO_MODEL)
+    cfg.merge_from_list(tiny_video_model_opts)
     model = build_model(cfg).train()
     losses = model(next(iter(Trainer.build_train_loader(cfg))))
     assert "loss_ml" in losses and all(torch.isfinite(v) for v in losses.values())
