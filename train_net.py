@@ -50,15 +50,17 @@ def _print_results(results, title: str) -> None:
 def main(args):
     start = time.perf_counter()
     cfg = setup(args)
-    if cfg.TEST.AUG.ENABLED:
-        logger.warning("TEST.AUG.ENABLED is set, but test-time augmentation is not implemented yet; evaluating "
-                       "without it.")
     if args.eval_only:
         model = Trainer.build_model(cfg)
         Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:  # single-scale above, multi-scale + flip (tasks "<task>_TTA") here
+            results.update(Trainer.test_with_TTA(cfg, model))
         _print_results(results, "Evaluation results")
     else:
+        if cfg.TEST.AUG.ENABLED:
+            logger.info("TEST.AUG.ENABLED: the multi-scale + flip evaluation runs with --eval-only (as in "
+                        "Mask2Former's train_net); evaluations during training are single-scale.")
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=args.resume)
         results = trainer.train()

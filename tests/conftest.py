@@ -67,3 +67,17 @@ counts."""
 def tiny_video_model_opts():
     """``KEY VALUE`` overrides for a tiny VideoMaskFormer (+ RankSeg) from any video config."""
     return [str(v) for v in TINY_VIDEO_MODEL_OPTS]
+@pytest.fixture
+def prepare_script():
+    """Load ``datasets/<name>.py`` (a preparation script) as a module: ``prepare_script("prepare_x").main([...])``."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "datasets" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

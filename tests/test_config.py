@@ -204,3 +204,87 @@ def test_resolved_values_of_each_family(path, expected):
         for part in key.split("."):
             node = getattr(node, part)
         assert node == value, (key, node, value)
+
+
+MASKFORMER_UPSTREAM_CONFIGS = [  # MaskFormer's released ADE20K-150 tree (facebookresearch/MaskFormer configs/)
+    "ade20k-150/Base-ADE20K-150.yaml",
+    "ade20k-150/maskformer_R50_bs16_160k.yaml",
+    "ade20k-150/maskformer_R101_bs16_160k.yaml",
+    "ade20k-150/swin/maskformer_swin_tiny_bs16_160k.yaml",
+    "ade20k-150/swin/maskformer_swin_small_bs16_160k.yaml",
+    "ade20k-150/swin/maskformer_swin_base_IN21k_384_bs16_160k_res640.yaml",
+    "ade20k-150/swin/maskformer_swin_large_IN21k_384_bs16_160k_res640.yaml",
+    "ade20k-150-panoptic/maskformer_panoptic_R50_bs16_720k.yaml",
+    "ade20k-150-panoptic/maskformer_panoptic_R101_bs16_720k.yaml",
+]
+
+
+def test_maskformer_tree_and_published_hyper_parameters():
+    """configs/maskformer/ keeps MaskFormer's file names and _BASE_ chains; resolved values are MaskFormer's."""
+    root = CONFIG_ROOT / "maskformer"
+    assert all((root / p).is_file() for p in MASKFORMER_UPSTREAM_CONFIGS)
+    expected = {
+        "ade20k-150/maskformer_R50_bs16_160k.yaml": {
+            "SOLVER.BASE_LR": 0.0001, "SOLVER.MAX_ITER": 160000, "SOLVER.IMS_PER_BATCH": 16,
+            "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": 0.01, "INPUT.CROP.SIZE": [512, 512],
+            "MODEL.MASK_FORMER.MASK_WEIGHT": 20.0, "MODEL.MASK_FORMER.DICE_WEIGHT": 1.0,
+            "MODEL.MASK_FORMER.NO_OBJECT_WEIGHT": 0.1, "MODEL.MASK_FORMER.CLASS_WEIGHT": 1.0,
+            "MODEL.MASK_FORMER.DEC_LAYERS": 6, "MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE": "res5",
+            "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME": "StandardTransformerDecoder",
+            "MODEL.MASK_FORMER.MASK_LOSS": "full_mask_focal",
+            "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME": "BasePixelDecoder",
+            "MODEL.RANKSEG.FLAG": False},
+        "ade20k-150/swin/maskformer_swin_base_IN21k_384_bs16_160k_res640-rankseg.yaml": {
+            "SOLVER.BASE_LR": 0.00006, "SOLVER.WEIGHT_DECAY": 0.01, "SOLVER.WARMUP_ITERS": 1500,
+            "INPUT.CROP.SIZE": [640, 640], "MODEL.SWIN.EMBED_DIM": 128, "MODEL.SWIN.WINDOW_SIZE": 12,
+            "MODEL.RANKSEG.FLAG": True, "MODEL.RANKSEG.TOPK": 150, "MODEL.RANKSEG.LOSS_WEIGHT": 10,
+            "MODEL.SEM_SEG_HEAD.USE_LAYERNORM": True, "SOLVER.MLHEAD_MULTIPLIER": 0.1},
+        "ade20k-150-panoptic/maskformer_panoptic_R50_bs16_720k-gt.yaml": {
+            "SOLVER.MAX_ITER": 720000, "INPUT.CROP.SIZE": [640, 640], "MODEL.MASK_FORMER.TEST.PANOPTIC_ON": True,
+            "MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD": 0.8, "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD": 0.7,
+            "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME": "TransformerEncoderPixelDecoder",
+            "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS": 6,
+            "MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE": "transformer_encoder", "MODEL.RANKSEG.USE_GT": True,
+            "INPUT.DATASET_MAPPER_NAME": "mask_former_panoptic", "DATASETS.TEST": ("ade20k_panoptic_val",)},
+    }
+    for path, values in expected.items():
+        cfg = get_cfg()
+        cfg.merge_from_file(str(root / path))
+        for key, value in values.items():
+            node = cfg
+            for part in key.split("."):
+                node = getattr(node, part)
+            assert (list(node) if isinstance(node, tuple) and isinstance(value, list) else node) == value, (path, key)
+
+
+def test_decoder_and_its_input_must_agree():
+    from mask2former_rankseg.config import ConfigError
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIG_ROOT / "maskformer/ade20k-150/maskformer_R50_bs16_160k.yaml"))
+    cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME = "MultiScaleMaskedTransformerDecoder"  # an upstream MaskFormer
+    with pytest.raises(ConfigError, match="StandardTransformerDecoder.*full_mask_focal"):  # file as it is upstream
+        validate_config(cfg)
+    cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME = "StandardTransformerDecoder"
+    cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE = "multi_scale_pixel_decoder"
+    with pytest.raises(ConfigError, match="reads one feature map"):
+        validate_config(cfg)
+
+
+def test_rankseg_decoder_depth_depends_on_the_decoder():
+    """The head reads the 3rd decoder layer: DEC_LAYERS >= 3 for MaskFormer's decoder, >= 4 for Mask2Former's
+    (whose DEC_LAYERS also counts the prediction on the learnable queries)."""
+    from mask2former_rankseg.config import ConfigError
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIG_ROOT / "maskformer/ade20k-150/maskformer_R50_bs16_160k-rankseg.yaml"))
+    cfg.MODEL.MASK_FORMER.DEC_LAYERS = 3
+    validate_config(cfg)
+    cfg.MODEL.MASK_FORMER.DEC_LAYERS = 2
+    with pytest.raises(ConfigError, match="DEC_LAYERS >= 3"):
+        validate_config(cfg)
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIG_ROOT / "ade20k/semantic-segmentation/maskformer2_R50_bs16_160k-rankseg.yaml"))
+    cfg.MODEL.MASK_FORMER.DEC_LAYERS = 3
+    with pytest.raises(ConfigError, match="DEC_LAYERS >= 4"):
+        validate_config(cfg)

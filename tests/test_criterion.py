@@ -199,3 +199,34 @@ def test_clip_mask_losses_sum_frames_and_divide_by_tracks(monkeypatch):
         dice += 1 - (2 * p * y * points + 1) / (p * points + y * points + 1)
     assert losses["loss_mask"].item() == pytest.approx(bce / 2, rel=1e-5)
     assert losses["loss_dice"].item() == pytest.approx(dice / 2, rel=1e-5)
+def test_sigmoid_focal_loss_by_hand():
+    from mask2former_rankseg.modeling.criterion import sigmoid_focal_loss
+
+    # logit 0 (p = 0.5): BCE ln 2, modulation 0.5**2; alpha 0.25 on the positive, 0.75 on the negative pixel
+    loss = sigmoid_focal_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), num_masks=1)
+    assert loss.item() == pytest.approx((0.25 + 0.75) * 0.25 * math.log(2) / 2)
+    # a confident correct pixel contributes ~nothing; two masks summed then divided by num_masks
+    two = sigmoid_focal_loss(torch.tensor([[8.0, 0.0], [0.0, 0.0]]), torch.tensor([[1.0, 1.0], [1.0, 1.0]]),
+                             num_masks=2)
+    assert two.item() == pytest.approx((0.25 * 0.25 * math.log(2) / 2 + 0.25 * 0.25 * math.log(2)) / 2, rel=1e-3)
+
+
+def test_full_mask_focal_losses_upsample_predictions_to_the_targets():
+    """MaskFormer's mask loss: focal + dice between bilinearly upsampled predictions and whole target masks."""
+    from mask2former_rankseg.modeling.criterion import sigmoid_focal_loss
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(1, 2, 4, 4, generator=g)
+    target = torch.zeros(1, 8, 8)
+    target[0, 2:6, 1:7] = 1
+    matcher = FixedMatcher([(torch.tensor([1]), torch.tensor([0]))])
+    criterion = SetCriterion(3, matcher, weight_dict={}, eos_coef=0.1, losses=["masks"], mask_loss="full_mask_focal")
+    out = criterion({"pred_logits": torch.zeros(1, 2, 4), "pred_masks": pred},
+                    [{"labels": torch.tensor([0]), "masks": target}])
+    up = torch.nn.functional.interpolate(pred[:, 1:2], size=(8, 8), mode="bilinear", align_corners=False).flatten(1)
+    torch.testing.assert_close(out["loss_mask"], sigmoid_focal_loss(up, target.flatten(1), 1))
+    torch.testing.assert_close(out["loss_dice"], dice_loss(up, target.flatten(1), 1))
+    # deterministic: no point sampling
+    again = criterion({"pred_logits": torch.zeros(1, 2, 4), "pred_masks": pred},
+                      [{"labels": torch.tensor([0]), "masks": target}])
+    assert torch.equal(out["loss_mask"], again["loss_mask"])

@@ -1,8 +1,11 @@
-"""Defaults parity: our get_cfg() has exactly upstream's config keys, default values and value types.
+"""Defaults parity: our get_cfg() has exactly upstream's config keys, default values and value types, plus the
+package's own keys.
 
 ``tests/data/upstream_config_defaults.json`` lists every key upstream defines (detectron2's defaults,
 DeepLab's, RankSeg's Mask2Former config with the RankSeg keys, and the video config), recorded from upstream's
-own config functions; its ``provenance`` field names the commits.
+own config functions; its ``provenance`` field names the commits. ``upstream_maskformer_config_defaults.json``
+holds MaskFormer's keys, recorded the same way (all of them are Mask2Former's too). ``package_config_keys.json``
+lists the keys this package adds, with why.
 """
 
 from __future__ import annotations
@@ -15,12 +18,18 @@ from fvcore.common.config import CfgNode
 
 from mask2former_rankseg.config import get_cfg
 
-DATA = Path(__file__).resolve().parent / "data" / "upstream_config_defaults.json"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA = DATA_DIR / "upstream_config_defaults.json"
+MASKFORMER_DATA = DATA_DIR / "upstream_maskformer_config_defaults.json"
+PACKAGE_KEYS = DATA_DIR / "package_config_keys.json"
 
-# Keys we add beyond upstream's (each documented in README), with their defaults.
-OUR_KEYS = {
-    "MODEL.MASK_FORMER.TEST.WINDOW_SIZE": 32,  # VideoMaskFormer: frames per backbone pass at inference
-}
+
+def _expected() -> Dict[str, Dict[str, Any]]:
+    """Upstream's keys and the package's own (which must not collide)."""
+    upstream = json.loads(DATA.read_text())["keys"]
+    own = json.loads(PACKAGE_KEYS.read_text())["keys"]
+    assert not own.keys() & upstream.keys()
+    return {**upstream, **own}
 
 
 def _flatten(node: CfgNode, prefix: str = "") -> Dict[str, Any]:
@@ -54,17 +63,26 @@ def _differences(ours: Dict[str, Any], upstream: Dict[str, Dict[str, Any]]) -> L
 
 
 def test_defaults_equal_upstream_key_by_key():
-    upstream = json.loads(DATA.read_text())["keys"]
+    expected = _expected()
     ours = _flatten(get_cfg())
-    assert len(upstream) == 277
-    for key, value in OUR_KEYS.items():
-        assert ours.pop(key) == value, key
-    problems = _differences(ours, upstream)
+    assert len(json.loads(DATA.read_text())["keys"]) == 277
+    assert len(expected) == 279
+    problems = _differences(ours, expected)
     assert not problems, f"{len(problems)} differences from upstream's defaults:\n" + "\n".join(problems)
 
 
+def test_every_maskformer_key_has_maskformers_default():
+    """Upstream MaskFormer's 248 keys are all in get_cfg() with MaskFormer's defaults (so its configs mean the same)."""
+    maskformer = json.loads(MASKFORMER_DATA.read_text())["keys"]
+    assert len(maskformer) == 248
+    ours = _flatten(get_cfg())
+    problems = [p for p in _differences(ours, maskformer) if not p.startswith("extra key")]
+    assert not problems, "\n".join(problems)
+    assert "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME" not in maskformer  # why configs/maskformer/ sets it
+
+
 def test_the_comparison_catches_differences():
-    upstream = json.loads(DATA.read_text())["keys"]
+    upstream = _expected()
     ours = _flatten(get_cfg())
     ours["MODEL.RANKSEG.TOPK"] = 5
     ours["INPUT.MIN_SIZE_TRAIN"] = list(ours["INPUT.MIN_SIZE_TRAIN"])  # tuple in upstream

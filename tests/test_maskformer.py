@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 ADE_R50 = REPO / "configs/ade20k/semantic-segmentation/maskformer2_R50_bs16_160k.yaml"
 SYNTHETIC = REPO / "configs/synthetic/maskformer2_R18_synthetic.yaml"
 SYNTHETIC_RANKSEG = REPO / "configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml"
+MASKFORMER = REPO / "configs/synthetic/maskformer_R18_synthetic_864.yaml"  # MaskFormer: DETR decoder, focal loss
+MASKFORMER_RANKSEG = REPO / "configs/synthetic/maskformer_R18_synthetic_864-rankseg.yaml"
 
 
 def _num_params(model: torch.nn.Module) -> int:
@@ -67,7 +69,7 @@ def test_parameter_count_matches_upstream_r50():
     assert "sem_seg_head.predictor.class_embed.bias" not in names
 
 
-@pytest.mark.parametrize("config", [SYNTHETIC, SYNTHETIC_RANKSEG])
+@pytest.mark.parametrize("config", [SYNTHETIC, SYNTHETIC_RANKSEG, MASKFORMER, MASKFORMER_RANKSEG])
 def test_inference_without_ground_truth(config):
     cfg = _tiny_cfg(config)
     model = build_model(cfg).eval()
@@ -114,7 +116,7 @@ def test_oracle_suppresses_absent_categories():
         model(_batch(12, size=32, with_gt=False))
 
 
-@pytest.mark.parametrize("config", [SYNTHETIC, SYNTHETIC_RANKSEG])
+@pytest.mark.parametrize("config", [SYNTHETIC, SYNTHETIC_RANKSEG, MASKFORMER, MASKFORMER_RANKSEG])
 def test_training_steps_lower_the_loss(config):
     cfg = _tiny_cfg(config)
     model = build_model(cfg).train()
@@ -140,18 +142,21 @@ def test_topk_larger_than_num_classes_is_a_config_error():
         build_model(cfg)
 
 
-@pytest.mark.parametrize("rankseg", [False, True])
-def test_panoptic_and_instance_outputs(rankseg):
+@pytest.mark.parametrize("rankseg, maskformer", [(False, False), (True, False), (False, True), (True, True)])
+def test_panoptic_and_instance_outputs(rankseg, maskformer):
     """With PANOPTIC_ON and INSTANCE_ON the model returns all three results; things come from the metadata."""
     from mask2former_rankseg.data.catalog import MetadataCatalog
 
     name = "_test_panoptic_things"
     MetadataCatalog.get(name).set(thing_dataset_id_to_contiguous_id={1: 0, 3: 2, 5: 4})
-    cfg = _tiny_cfg(SYNTHETIC_RANKSEG if rankseg else SYNTHETIC, "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True,
+    config = {(False, False): SYNTHETIC, (True, False): SYNTHETIC_RANKSEG, (False, True): MASKFORMER,
+              (True, True): MASKFORMER_RANKSEG}[rankseg, maskformer]
+    cfg = _tiny_cfg(config, "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True,
                     "MODEL.MASK_FORMER.TEST.INSTANCE_ON", True, "DATASETS.TEST", (name,),
                     "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", 0.0, "TEST.DETECTIONS_PER_IMAGE", 7)
     model = build_model(cfg).eval()
     assert model.thing_classes == [0, 2, 4]
+    assert model.panoptic_within_own_mask == (not maskformer)  # MaskFormer's panoptic post-processing
     with torch.no_grad():
         outputs = model(_batch(12, size=64, with_gt=False))
     for out in outputs:
@@ -174,3 +179,24 @@ def test_panoptic_needs_thing_metadata():
     cfg = _tiny_cfg(SYNTHETIC, "MODEL.MASK_FORMER.TEST.SEMANTIC_ON", False)
     with pytest.raises(ValueError, match="all False"):
         build_model(cfg)
+
+
+def test_maskformer_rankseg_reads_the_third_standard_decoder_layer():
+    """RankSeg on MaskFormer: the multi-label head reads query_feature[2], the raw output of the 3rd DETR layer."""
+    cfg = _tiny_cfg(MASKFORMER_RANKSEG)
+    model = build_model(cfg).eval()
+    seen = {}
+    model.ml_head.register_forward_hook(lambda m, args, out: seen.update(tokens=args[0]))
+    model.sem_seg_head.predictor.register_forward_hook(lambda m, args, out: seen.update(out=out))
+    with torch.no_grad():
+        model(_batch(12, size=32, with_gt=False))
+    assert len(seen["out"]["query_feature"]) == cfg.MODEL.MASK_FORMER.DEC_LAYERS == 6
+    torch.testing.assert_close(seen["tokens"], seen["out"]["query_feature"][2].permute(1, 2, 0))
+
+
+def test_maskformer_uses_full_mask_focal_criterion_and_matcher():
+    model = build_model(_tiny_cfg(MASKFORMER))
+    assert model.criterion.mask_loss == model.criterion.matcher.mask_loss == "full_mask_focal"
+    assert type(model.sem_seg_head.predictor).__name__ == "StandardTransformerDecoder"
+    assert type(model.sem_seg_head.pixel_decoder).__name__ == "BasePixelDecoder"
+    assert len([k for k in model.criterion.weight_dict if k.startswith("loss_mask")]) == 6  # deep supervision

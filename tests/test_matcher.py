@@ -1,5 +1,7 @@
 """Hungarian matcher: known assignments, empty targets, cost terms."""
 
+import math
+
 import pytest
 import torch
 
@@ -115,3 +117,34 @@ def test_clip_masks_with_image_targets_are_a_clear_error():
     outputs = {"pred_logits": torch.zeros(1, 2, 3), "pred_masks": torch.zeros(1, 2, 3, 8, 8)}
     with pytest.raises(ValueError, match="frame axes"):
         matcher(outputs, [{"labels": torch.tensor([0]), "masks": torch.zeros(1, 8, 8)}])
+def test_full_mask_focal_cost_by_hand_and_recovers_a_permutation():
+    """MaskFormer's cost: mean pixel focal loss on whole masks, targets resized (nearest) to the predictions."""
+    from mask2former_rankseg.modeling.criterion import sigmoid_focal_loss
+    from mask2former_rankseg.modeling.matcher import batch_sigmoid_focal_cost
+
+    g = torch.Generator().manual_seed(0)
+    inputs, targets = torch.randn(3, 10, generator=g), (torch.rand(2, 10, generator=g) > 0.5).float()
+    cost = batch_sigmoid_focal_cost(inputs, targets)
+    for i in range(3):
+        for j in range(2):
+            pair = sigmoid_focal_loss(inputs[i:i + 1], targets[j:j + 1], num_masks=1)
+            torch.testing.assert_close(cost[i, j], pair)
+    # logit 0 on a positive pixel: 0.25 * 0.5**2 * ln 2; on a negative: 0.75 * 0.5**2 * ln 2
+    by_hand = batch_sigmoid_focal_cost(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))
+    assert by_hand.item() == pytest.approx((0.25 + 0.75) * 0.25 * math.log(2) / 2)
+
+    targets_masks = _masks()  # 8x8 targets, predictions at 4x4
+    labels = torch.tensor([2, 0, 1])
+    perm = [1, 2, 0]
+    small = torch.nn.functional.interpolate(targets_masks[None], size=(4, 4), mode="nearest")[0]
+    pred_masks = torch.stack([(small[t] * 2 - 1) * 10 for t in perm])[None]
+    logits = torch.zeros(1, 3, 4)
+    matcher = HungarianMatcher(cost_class=1.0, cost_mask=20.0, cost_dice=1.0, mask_loss="full_mask_focal")
+    (rows, cols), = matcher({"pred_logits": logits, "pred_masks": pred_masks},
+                            [{"labels": labels, "masks": targets_masks}])
+    assert dict(zip(rows.tolist(), cols.tolist())) == {0: 1, 1: 2, 2: 0}
+
+
+def test_unknown_mask_loss_names_the_key():
+    with pytest.raises(ValueError, match="MODEL.MASK_FORMER.MASK_LOSS='focal'"):
+        HungarianMatcher(mask_loss="focal")

@@ -85,3 +85,17 @@ def test_semantic_inference_is_a_probability_weighted_sum():
     assert scores.shape == (3, 2, 2)
     assert torch.allclose(scores[1], torch.tensor([[1.0, 1.0], [0.0, 0.0]]), atol=1e-6)
     assert torch.allclose(scores[0], torch.zeros(2, 2), atol=1e-6)
+
+
+def test_panoptic_within_own_mask_mask2former_vs_maskformer():
+    """A query that wins pixels where its own mask is below 0.5: Mask2Former leaves them void, MaskFormer keeps
+    every won pixel in the segment."""
+    mask_cls = _logits([0, 1])
+    mask_pred = _masks((slice(0, 4), slice(0, 3)), (slice(0, 0), slice(0, 0)))
+    mask_pred[0, :, 3:] = -0.4  # p = 0.40 on the right half: below 0.5 but still the best there
+    mask_pred[1, :, 3:] = -2.0  # p = 0.12
+    seg, info = panoptic_inference(mask_cls, mask_pred, thing_classes={0, 1})
+    assert info == [{"id": 1, "isthing": True, "category_id": 0}]
+    assert int((seg == 1).sum()) == 12 and int((seg == 0).sum()) == 12
+    seg, info = panoptic_inference(mask_cls, mask_pred, thing_classes={0, 1}, within_own_mask=False)
+    assert info == [{"id": 1, "isthing": True, "category_id": 0}] and bool((seg == 1).all())

@@ -175,3 +175,49 @@ def test_foreign_folder_at_the_synthetic_root_is_not_overwritten(tmp_path, monke
     with pytest.raises(FileExistsError, match="categories.json"):
         DatasetCatalog.get("synthetic_sem_seg_train")
     assert (root / "notes.txt").read_text() == "mine"
+
+
+def test_many_class_variant(tmp_path, monkeypatch):
+    """864 categories (6 shapes x 24 colours x 6 textures), 16-bit label maps with ignore 65535, registered as
+    synthetic_sem_seg_864_{train,val} and generated on first use under synthetic/sem_seg_864."""
+    from mask2former_rankseg.data.datasets import synthetic_sem_seg
+
+    cats = semantic_categories(864)
+    assert len(cats) == len({c.name for c in cats}) == 864
+    assert len({c.shape for c in cats}) == 6 and len({c.color_name for c in cats}) == 24
+    assert len({c.texture for c in cats}) == 6
+    with pytest.raises(ValueError, match="choose one of"):
+        semantic_categories(500)
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    monkeypatch.setitem(synthetic_sem_seg._GENERATION_ARGS, 864,
+                        {"num_classes": 864, "num_train": 4, "num_val": 3, "size": SIZE})
+    meta = MetadataCatalog.get("synthetic_sem_seg_864_val")
+    assert len(meta.stuff_classes) == 864 and meta.ignore_label == 65535
+    val = DatasetCatalog.get("synthetic_sem_seg_864_val")
+    root = tmp_path / "synthetic" / "sem_seg_864"
+    assert len(val) == 3 and val[0]["sem_seg_file_name"].startswith(str(root))
+    info = json.loads((root / "categories.json").read_text())
+    assert len(info["categories"]) == 864 and info["ignore_label"] == 65535
+    seen = set()
+    for d in val:
+        with Image.open(d["sem_seg_file_name"]) as im:
+            assert im.mode == "I;16"
+            label = np.asarray(im)
+        values = set(np.unique(label).tolist())
+        assert 65535 in values and 2 <= len(values - {65535}) <= 6
+        seen |= values - {65535}
+    assert max(seen) < 864
+    # a dataset of the other variant at that path is refused with the fix
+    (root / "categories.json").write_text(json.dumps({**info, "categories": info["categories"][:108]}))
+    with pytest.raises(ValueError, match="--num-classes 864 --overwrite"):
+        DatasetCatalog.get("synthetic_sem_seg_864_train")
+
+
+def test_cli_num_classes(tmp_path, capsys):
+    out = tmp_path / "many"
+    assert synthetic.main(["--task", "semantic", "--num-classes", "864", "--out", str(out), "--num-train", "2",
+                           "--num-val", "1", "--size", str(SIZE)]) == 0
+    assert len(json.loads((out / "categories.json").read_text())["categories"]) == 864
+    assert synthetic.main(["--task", "panoptic", "--num-classes", "864", "--out", str(tmp_path / "p")]) == 2
+    assert "only available with --task semantic" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Name and shape parity with upstream: our models have exactly the state-dict keys and shapes of the models
-upstream's code builds from the same configs, so official checkpoints load without renaming.
+upstream's code (RankSeg's Mask2Former, and MaskFormer) builds from the same configs, so official checkpoints load
+without renaming.
 
 The data files in ``tests/data/upstream_state_dict_*.json`` are facts recorded from upstream's own model
 construction (their ``provenance`` field names the commits, the config and the overrides).
@@ -30,11 +31,13 @@ def _upstream(name: str) -> Dict:
     return json.loads((DATA / name).read_text())
 
 
-def _build(config: str, overrides: List[str]) -> torch.nn.Module:
+def _build(config: str, overrides: List[str], device: str = "cpu") -> torch.nn.Module:
+    """The model of ``config``; on the "meta" device when only names and shapes matter (fast, no memory)."""
     cfg = get_cfg()
     cfg.merge_from_file(str(ROOT / config))
     cfg.merge_from_list(list(overrides) + INFERENCE_OFF + ["MODEL.WEIGHTS", ""])
-    return build_model(cfg)
+    with torch.device(device):
+        return build_model(cfg)
 
 
 def _compare(ours: Dict[str, Tuple[int, ...]], theirs: Dict[str, Tuple[int, ...]]) -> List[str]:
@@ -48,10 +51,13 @@ def _compare(ours: Dict[str, Tuple[int, ...]], theirs: Dict[str, Tuple[int, ...]
 @pytest.mark.parametrize("data_file", [
     "upstream_state_dict_ade20k_semantic_r50_rankseg.json",
     "upstream_state_dict_coco_panoptic_swin_base_rankseg.json",
+    "upstream_state_dict_maskformer_ade20k_semantic_r50.json",
+    "upstream_state_dict_maskformer_ade20k_semantic_swin_base.json",
+    "upstream_state_dict_maskformer_ade20k_panoptic_r50.json",
 ])
 def test_state_dict_keys_and_shapes_equal_upstream(data_file):
     upstream = _upstream(data_file)
-    model = _build(upstream["config"], upstream["overrides"])
+    model = _build(upstream["config"], upstream["overrides"], device="meta")
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     theirs = {k: tuple(v) for k, v in upstream["state_dict"].items()}
     problems = _compare(ours, theirs)
@@ -106,3 +112,28 @@ def test_every_panoptic_config_builds_with_panoptic_inference():
         expected = PANOPTIC_CONFIGS.get(str(path.relative_to(ROOT)))
         if expected is not None:
             assert sum(p.numel() for p in model.parameters()) == expected, path
+
+
+@pytest.mark.parametrize("baseline_file, rankseg_config", [
+    ("upstream_state_dict_maskformer_ade20k_semantic_r50.json",
+     "configs/maskformer/ade20k-150/maskformer_R50_bs16_160k-rankseg.yaml"),
+    ("upstream_state_dict_maskformer_ade20k_panoptic_r50.json",
+     "configs/maskformer/ade20k-150-panoptic/maskformer_panoptic_R50_bs16_720k-rankseg.yaml"),
+])
+def test_maskformer_rankseg_is_upstream_maskformer_plus_upstream_rankseg_parts(baseline_file, rankseg_config):
+    """Upstream has no MaskFormer + RankSeg code. Ours is MaskFormer's recorded model with RankSeg's parts as
+    upstream RankSeg builds them for Mask2Former (same CONVS_DIM 256, HIDDEN_DIM 512, 150 classes, TOPK 150):
+    ``ml_head.*`` and ``ml_norm.*`` added, and the cosine classifier's ``class_embed`` without bias."""
+    baseline = _upstream(baseline_file)
+    rankseg_m2f = _upstream("upstream_state_dict_ade20k_semantic_r50_rankseg.json")["state_dict"]
+    rankseg_parts = {k: tuple(v) for k, v in rankseg_m2f.items() if k.startswith(("ml_head.", "ml_norm."))}
+    assert len(rankseg_parts) == 21
+    expected = {k: tuple(v) for k, v in baseline["state_dict"].items()
+                if k != "sem_seg_head.predictor.class_embed.bias"}
+    expected.update(rankseg_parts)
+    model = _build(rankseg_config, [], device="meta")
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = _compare(ours, expected)
+    assert not problems, "\n".join(problems[:50])
+    added = sum(torch.Size(v).numel() for v in rankseg_parts.values()) - 151  # 151: the dropped bias
+    assert sum(p.numel() for p in model.parameters()) == baseline["num_parameters"] + added

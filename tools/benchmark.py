@@ -3,6 +3,7 @@
 
     python tools/benchmark.py msda                      # deformable attention, every backend on this machine
     python tools/benchmark.py msda --device cuda --dtypes float32 bfloat16 --sizes 512 1024
+    python tools/benchmark.py ade20k-full               # 847-class inference memory/time, RankSeg on and off
 
     python tools/benchmark.py video --frames 24 --windows 0 8  # VideoMaskFormer inference memory vs window
 
@@ -17,11 +18,22 @@ resident set beyond the inputs.
 ``video`` runs VideoMaskFormer inference (random weights) on one random video of ``--frames`` frames of
 ``--size`` pixels for each ``--windows`` value (MODEL.MASK_FORMER.TEST.WINDOW_SIZE; 0 = all frames in one
 backbone pass), each in a fresh process: wall time of one run and peak memory beyond the model and the frames.
+
+``ade20k-full`` runs Mask2Former R50 (upstream's ADE20K semantic config with 847 classes, random weights) on
+one ``--size`` x ``--size`` image, with RankSeg off and on (``--topk``), through the semantic path as it was
+("scores": ``sem_seg`` [K, H, W], then the evaluator's argmax) and as evaluation now runs it ("labels":
+``sem_seg_labels`` straight from ``postprocess.semantic_labels``). Each case runs in a fresh process. Peak
+memory is the peak of live tensor bytes during one forward (+ argmax) above those live at its start: on CUDA
+``torch.cuda.max_memory_allocated``; on CPU the running total of the CPU allocator's allocations and frees
+recorded by ``torch.profiler`` (``profile_memory=True``). (Peak RSS would also count the allocator's cached
+pages and the model build; tracemalloc does not see tensor storage at all.) Time: median of ``--repeats``
+forwards after ``--warmup``, without the profiler.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import multiprocessing as mp
@@ -34,6 +46,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
+from torch.nn import functional as F
 
 logger = logging.getLogger("benchmark")
 
@@ -229,6 +242,134 @@ def run_video(args: argparse.Namespace) -> Dict:
     return {"benchmark": "video", "environment": _environment(device, threads), "results": rows}
 
 
+ADE20K_FULL_CONFIG = (Path(__file__).resolve().parents[1] / "configs" / "ade20k" / "semantic-segmentation"
+                      / "maskformer2_R50_bs16_160k.yaml")
+ADE20K_FULL_CLASSES = 847
+
+
+def _ade20k_full_model(rankseg: bool, topk: int, device: str):
+    from mask2former_rankseg.config import get_cfg
+    from mask2former_rankseg.modeling import build_model
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(ADE20K_FULL_CONFIG))
+    cfg.merge_from_list(["MODEL.SEM_SEG_HEAD.NUM_CLASSES", ADE20K_FULL_CLASSES, "MODEL.SEM_SEG_HEAD.IGNORE_VALUE",
+                         65535, "MODEL.WEIGHTS", "", "MODEL.RANKSEG.FLAG", rankseg, "MODEL.RANKSEG.TOPK", topk,
+                         "MODEL.SEM_SEG_HEAD.USE_LAYERNORM", rankseg])
+    return build_model(cfg).to(device).eval()
+
+
+def _cpu_peak_bytes(fn: Callable[[], None]) -> int:
+    """Peak of live CPU tensor bytes during ``fn()`` above the level at its start (profiler memory events)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+ADE20K_FULL_QUERIES = 100
+MASK_STRIDE = 4  # Mask2Former predicts masks at 1/4 of the input
+
+
+def _postprocess_step(rankseg: bool, topk: int, size: int, path: str, device: str) -> Callable[[], None]:
+    """The semantic post-processing of MaskFormer._inference alone (semantic-only config), on random outputs of
+    the model's shapes: logits [Q, K+1] (with RankSeg: the suppressed logit outside the top-k), masks [Q, s/4, s/4]
+    upsampled to the input, scores cropped/resized to the output, argmax."""
+    from mask2former_rankseg.constants import SUPPRESSED_LOGIT
+    from mask2former_rankseg.modeling.meta_arch.postprocess import semantic_inference, semantic_labels
+    from mask2former_rankseg.structures import sem_seg_postprocess
+
+    g = torch.Generator().manual_seed(0)
+    mask_cls = torch.randn(ADE20K_FULL_QUERIES, ADE20K_FULL_CLASSES + 1, generator=g)
+    if rankseg:
+        keep = torch.cat([torch.randperm(ADE20K_FULL_CLASSES, generator=g)[:topk], torch.tensor([ADE20K_FULL_CLASSES])])
+        ranked = torch.full_like(mask_cls, SUPPRESSED_LOGIT)
+        ranked[:, keep] = mask_cls[:, keep]
+        mask_cls = ranked
+    low = torch.randn(1, ADE20K_FULL_QUERIES, size // MASK_STRIDE, size // MASK_STRIDE, generator=g)
+    mask_cls, low = mask_cls.to(device), low.to(device)
+    resize = functools.partial(sem_seg_postprocess, img_size=(size, size), output_height=size, output_width=size)
+
+    def step() -> None:
+        masks = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0]
+        if path == "scores":
+            resize(semantic_inference(mask_cls, masks)).argmax(0)
+        else:
+            semantic_labels(mask_cls, masks, resize)
+
+    return step
+
+
+def _peak_mib(fn: Callable[[], None], device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    return _cpu_peak_bytes(fn) / 2**20
+
+
+def _ade20k_full_case(case: Dict) -> Dict:
+    """One (RankSeg on/off, scores/labels) measurement; runs in its own process."""
+    from mask2former_rankseg.evaluation import semantic_output
+
+    torch.set_num_threads(case["threads"])
+    torch.manual_seed(0)
+    device = case["device"]
+    model = _ade20k_full_model(case["rankseg"], case["topk"], device)
+    size = case["size"]
+    image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
+    inputs = [{"image": image, "height": size, "width": size}]
+
+    def run() -> None:
+        with torch.no_grad(), semantic_output(model, case["path"]):
+            out = model(inputs)[0]
+            labels = out["sem_seg"].argmax(0) if case["path"] == "scores" else out["sem_seg_labels"]
+            assert labels.shape == (size, size)
+
+    run()  # warm-up (lazy initialisations) before the memory measurement
+    post = _postprocess_step(case["rankseg"], case["topk"], size, case["path"], device)
+    post()
+    result = dict(case)
+    result.update(
+        peak_mib=_peak_mib(run, device),
+        postprocess_peak_mib=_peak_mib(post, device),
+        peak_kind=("CUDA allocated beyond the start" if device.startswith("cuda")
+                   else "CPU tensor bytes beyond the start (profiler)"),
+        forward_ms=1e3 * _median_seconds(run, device, case["warmup"], case["repeats"]),
+        postprocess_ms=1e3 * _median_seconds(post, device, case["warmup"], case["repeats"]),
+        dense_scores_mib=ADE20K_FULL_CLASSES * size * size * 4 / 2**20,
+    )
+    return result
+
+
+def run_ade20k_full(args: argparse.Namespace) -> Dict:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = args.threads or torch.get_num_threads()
+    rows = []
+    for rankseg in (False, True):
+        for path in ("scores", "labels"):
+            case = dict(rankseg=rankseg, topk=args.topk if rankseg else 0, path=path, size=args.size, device=device,
+                        threads=threads, warmup=args.warmup, repeats=args.repeats)
+            logger.info("ade20k-full: %s", case)
+            rows.append(_run_isolated(_ade20k_full_case, case))
+    columns = ["rankseg", "topk", "path", "size", "peak_mib", "forward_ms", "postprocess_peak_mib", "postprocess_ms"]
+    print(f"Mask2Former R50, ADE20K-Full ({ADE20K_FULL_CLASSES} classes), {args.size}x{args.size}, on {device} "
+          f"({threads} threads); peak: {rows[0]['peak_kind']}; one [K, H, W] float32 score tensor is "
+          f"{rows[0]['dense_scores_mib']:.0f} MiB")
+    print(_format_table(rows, columns))
+    return {"benchmark": "ade20k-full", "environment": _environment(device, threads), "results": rows}
+
+
 def _environment(device: str, threads: int) -> Dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
            "processor": _cpu_name(), "threads": threads, "device": device}
@@ -278,9 +419,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     video.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     video.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     video.add_argument("--json", type=Path, default=Path("output/benchmarks/video.json"), help="where to write results")
+    full = sub.add_parser("ade20k-full", help="847-class Mask2Former inference memory and time, RankSeg on/off")
+    full.add_argument("--size", type=int, default=512, help="square input size in pixels")
+    full.add_argument("--topk", type=int, default=50, help="RankSeg's TOPK for the RankSeg cases")
+    full.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    full.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    full.add_argument("--warmup", type=int, default=1)
+    full.add_argument("--repeats", type=int, default=3)
+    full.add_argument("--json", type=Path, default=Path("output/benchmarks/ade20k_full.json"),
+                      help="where to write results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    data = run_msda(args) if args.benchmark == "msda" else run_video(args)
+    runners = {"msda": run_msda, "video": run_video, "ade20k-full": run_ade20k_full}
+    data = runners[args.benchmark](args)
     _write_json(data, args.json)
     print(f"wrote {args.json}")
     return 0

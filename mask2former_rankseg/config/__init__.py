@@ -1,10 +1,11 @@
-"""Configuration: ``get_cfg()`` with every upstream key, safe YAML loading, validation."""
+"""Configuration: ``get_cfg()`` with every upstream key (and the package's own), safe YAML loading, validation."""
 
 from .config import CfgNode, ConfigError, dump_config, load_yaml_with_base
 from .defaults import (
     add_deeplab_config,
     add_maskformer2_config,
     add_maskformer2_video_config,
+    add_package_config,
     add_rankseg_config,
     get_cfg,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "add_maskformer2_config",
     "add_maskformer2_video_config",
     "add_rankseg_config",
+    "add_package_config",
     "validate_config",
     "dump_config",
     "load_yaml_with_base",

@@ -1,4 +1,4 @@
-"""Default configuration: every key of detectron2, DeepLab, Mask2Former (+video) and RankSeg.
+"""Default configuration: every key of detectron2, DeepLab, Mask2Former (+video), MaskFormer and RankSeg.
 
 Values are upstream's defaults, so upstream YAML files load unchanged and mean the same thing.
 """
@@ -352,9 +352,6 @@ def add_maskformer2_video_config(cfg: CN) -> None:
     cfg.INPUT.SAMPLING_RANDOM = True
     cfg.INPUT.SAMPLING_INTERVAL = 5
     cfg.INPUT.AUGMENTATIONS = []
-    # Ours, not upstream's: frames per backbone + pixel-decoder pass when VideoMaskFormer runs inference on a
-    # whole video (the transformer decoder still sees every frame; <= 0: all frames in one pass, as upstream).
-    cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
 
 
 def add_rankseg_config(cfg: CN) -> None:
@@ -368,11 +365,28 @@ def add_rankseg_config(cfg: CN) -> None:
     rs.HIDDEN_DIM = 512  # width of the multi-label head
 
 
+def add_package_config(cfg: CN) -> None:
+    """Keys this package adds (no upstream project has them): one config system serves Mask2Former and MaskFormer.
+
+    ``MODEL.MASK_FORMER.MASK_LOSS`` chooses the mask loss and the matcher's mask cost: ``"point_sampled_bce"``
+    (Mask2Former: BCE + dice on ``TRAIN_NUM_POINTS`` sampled points; the default, so Mask2Former's configs mean
+    what they mean upstream) or ``"full_mask_focal"`` (MaskFormer: sigmoid focal loss + dice on whole masks; set by
+    the ``configs/maskformer/`` files).
+
+    ``MODEL.MASK_FORMER.TEST.WINDOW_SIZE``: frames per backbone + pixel-decoder pass when VideoMaskFormer runs
+    inference on a whole video (the transformer decoder still sees every frame; <= 0: all frames in one pass,
+    as upstream).
+    """
+    cfg.MODEL.MASK_FORMER.MASK_LOSS = "point_sampled_bce"
+    cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
+
+
 def get_cfg() -> CN:
-    """A fresh config holding every key with its upstream default."""
+    """A fresh config holding every key with its upstream default (and this package's own keys)."""
     cfg = _detectron2_defaults()
     add_deeplab_config(cfg)
     add_maskformer2_config(cfg)
     add_maskformer2_video_config(cfg)
     add_rankseg_config(cfg)
+    add_package_config(cfg)
     return cfg

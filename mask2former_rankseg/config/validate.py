@@ -6,8 +6,18 @@ from .config import ConfigError
 
 VIDEO_DECODER = "VideoMultiScaleMaskedTransformerDecoder"
 
-RANKSEG_MIN_DEC_LAYERS = 4
-"""The multi-label head reads the queries of the 3rd decoder layer: DEC_LAYERS - 1 >= 3."""
+RANKSEG_QUERY_LAYERS = 3
+"""The multi-label head reads the queries of the 3rd decoder layer."""
+_MASK_FORMER_INPUTS = {
+    "MultiScaleMaskedTransformerDecoder": ("multi_scale_pixel_decoder",),
+    "StandardTransformerDecoder": ("transformer_encoder", "pixel_embedding"),  # or a backbone feature name
+}
+
+
+def _decoder_layers(mf) -> int:
+    """Transformer layers of the decoder: DEC_LAYERS counts the learnable queries' prediction in Mask2Former's
+    masked decoders (image and video), not in MaskFormer's standard one."""
+    return mf.DEC_LAYERS if mf.TRANSFORMER_DECODER_NAME == "StandardTransformerDecoder" else mf.DEC_LAYERS - 1
 
 
 def validate_config(cfg) -> None:
@@ -28,11 +38,14 @@ def validate_config(cfg) -> None:
                 f"MODEL.MASK_FORMER.HIDDEN_DIM ({cfg.MODEL.MASK_FORMER.HIDDEN_DIM}): the class embeddings are "
                 "shared."
             )
+        mf = cfg.MODEL.MASK_FORMER
         if (cfg.MODEL.META_ARCHITECTURE in ("MaskFormer", "VideoMaskFormer")
-                and cfg.MODEL.MASK_FORMER.DEC_LAYERS < RANKSEG_MIN_DEC_LAYERS):
+                and _decoder_layers(mf) < RANKSEG_QUERY_LAYERS):
+            minimum = mf.DEC_LAYERS - _decoder_layers(mf) + RANKSEG_QUERY_LAYERS
             raise ConfigError(
-                f"MODEL.MASK_FORMER.DEC_LAYERS={cfg.MODEL.MASK_FORMER.DEC_LAYERS} is too small for RankSeg: the "
-                f"multi-label head reads the 3rd decoder layer; use DEC_LAYERS >= {RANKSEG_MIN_DEC_LAYERS}."
+                f"MODEL.MASK_FORMER.DEC_LAYERS={mf.DEC_LAYERS} is too small for RankSeg with "
+                f"{mf.TRANSFORMER_DECODER_NAME}: the multi-label head reads the 3rd decoder layer; use "
+                f"DEC_LAYERS >= {minimum}."
             )
     video_arch = cfg.MODEL.META_ARCHITECTURE == "VideoMaskFormer"
     video_decoder = cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME == VIDEO_DECODER
@@ -42,7 +55,29 @@ def validate_config(cfg) -> None:
             f"{cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME!r}: the video meta-architecture and the video decoder "
             f"({VIDEO_DECODER!r}) go together; use both (video configs) or neither."
         )
+    if cfg.MODEL.META_ARCHITECTURE == "MaskFormer":
+        _check_decoder_input(cfg.MODEL.MASK_FORMER)
     if cfg.SOLVER.IMS_PER_BATCH <= 0:
         raise ConfigError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be positive.")
     if len(cfg.MODEL.PIXEL_MEAN) != len(cfg.MODEL.PIXEL_STD):
         raise ConfigError("MODEL.PIXEL_MEAN and MODEL.PIXEL_STD must have the same length.")
+
+
+def _check_decoder_input(mf) -> None:
+    """The masked decoder reads the pixel decoder's 3 scales; the standard decoder reads one map."""
+    in_feature, name = mf.TRANSFORMER_IN_FEATURE, mf.TRANSFORMER_DECODER_NAME
+    multi_scale = in_feature == "multi_scale_pixel_decoder"
+    if name == "MultiScaleMaskedTransformerDecoder" and not multi_scale:
+        raise ConfigError(
+            f"MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE={in_feature!r} names one feature map, but "
+            f"TRANSFORMER_DECODER_NAME={name!r} reads the pixel decoder's 3 scales ('multi_scale_pixel_decoder'). "
+            "For a MaskFormer config (upstream MaskFormer's files set no decoder name) set "
+            "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME 'StandardTransformerDecoder' and MODEL.MASK_FORMER.MASK_LOSS "
+            "'full_mask_focal', as configs/maskformer/ does."
+        )
+    if name == "StandardTransformerDecoder" and multi_scale:
+        raise ConfigError(
+            f"MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME={name!r} reads one feature map; set "
+            f"TRANSFORMER_IN_FEATURE to one of {list(_MASK_FORMER_INPUTS[name])} or a backbone feature (e.g. 'res5'), "
+            "not 'multi_scale_pixel_decoder'."
+        )

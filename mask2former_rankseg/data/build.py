@@ -189,7 +189,8 @@ def build_detection_test_loader(cfg, dataset_name: Union[str, Sequence[str]],
     ``DATALOADER.NUM_WORKERS`` workers; ``mapper`` defaults to :class:`InferenceDatasetMapper`."""
     dataset = get_detection_dataset_dicts(dataset_name)
     if mapper is None:
-        mapper = InferenceDatasetMapper.from_config(cfg)
+        first = dataset_name if isinstance(dataset_name, str) else dataset_name[0]
+        mapper = InferenceDatasetMapper.from_config(cfg, first)
     return DataLoader(
         MapDataset(dataset, mapper),
         batch_size=1,

@@ -5,10 +5,12 @@ Semantic segmentation (``--task semantic``), in ADE20K's on-disk layout::
     OUT/
       images/{training,validation}/synthetic_{train,val}_NNNNN.png     RGB
       annotations_detectron2/{training,validation}/...png              uint8: 0..K-1, 255 = ignore
+                                                                       (uint16, 65535 = ignore, for K = 864)
       categories.json                                                  names, colours, settings
 
 K = 108 categories, each a (colour, texture, shape) triple: 12 colours x 3 textures x 3 shapes, so every
-single cue value is shared by 9 or 36 categories and only the combination identifies a category. Each
+single cue value is shared by 9 or 36 categories and only the combination identifies a category. With
+``--num-classes 864``: 24 colours x 6 textures x 6 shapes (the many-class regime of ADE20K-Full). Each
 image shows 2-6 objects of distinct categories on low-contrast grey noise (labelled ignore); objects
 may overlap (later ones on top, labels follow the visible pixels) but every object keeps a visible
 area of at least ``MIN_VISIBLE_PX`` and ``MIN_VISIBLE_FRACTION`` of its own area. Many categories, few per image: the
@@ -17,6 +19,7 @@ regime RankSeg is for.
 Usage::
 
     python -m mask2former_rankseg.data.synthetic --task semantic --out datasets/synthetic/sem_seg
+    python -m mask2former_rankseg.data.synthetic --task semantic --num-classes 864 --out datasets/synthetic/sem_seg_864
 
 ``--task panoptic`` (``synthetic_panoptic.py``), ``--task video`` (YouTube-VIS format) and ``--task vspw`` (VSPW
 layout; both in ``synthetic_video.py``) write the other embedded datasets.
@@ -44,8 +47,13 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from ..constants import IGNORE_LABEL
-from .datasets.synthetic_sem_seg import SHAPES, TEXTURES, SyntheticCategory, semantic_categories
+from .datasets.synthetic_sem_seg import (
+    MORE_SHAPES,
+    MORE_TEXTURES,
+    SyntheticCategory,
+    label_encoding,
+    semantic_categories,
+)
 
 __all__ = [
     "SyntheticCategory",
@@ -91,7 +99,7 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndar
     if shape == "cross":
         arm = r / 3
         return ((np.abs(dx) <= arm) & (np.abs(dy) <= r)) | ((np.abs(dy) <= arm) & (np.abs(dx) <= r))
-    raise ValueError(f"Unknown shape {shape!r}; known: {SHAPES}.")
+    raise ValueError(f"Unknown shape {shape!r}; known: {MORE_SHAPES}.")
 
 
 def _texture_mask(texture: str, xs: np.ndarray, ys: np.ndarray, period: int, rng: np.random.Generator) -> np.ndarray:
@@ -110,7 +118,7 @@ def _texture_mask(texture: str, xs: np.ndarray, ys: np.ndarray, period: int, rng
         return ((xs + ox) // half + (ys + oy) // half) % 2 == 0
     if texture == "dotted":
         return ~((((xs + ox) % period) < half) & (((ys + oy) % period) < half))
-    raise ValueError(f"Unknown texture {texture!r}; known: {TEXTURES}.")
+    raise ValueError(f"Unknown texture {texture!r}; known: {MORE_TEXTURES}.")
 
 
 def render_semantic_sample(rng: np.random.Generator, size: int,
@@ -122,7 +130,8 @@ def render_semantic_sample(rng: np.random.Generator, size: int,
         size: image height and width, pixels.
         categories: the category table (ids are indices into it).
     Returns:
-        image [size, size, 3] uint8 RGB, label [size, size] uint8 (category ids, 255 = background).
+        image [size, size, 3] uint8 RGB, label [size, size] (category ids; uint8 with 255 = background, or uint16
+        with 65535 for 255+ categories, see :func:`label_encoding`).
     """
     scale = size / REFERENCE_SIZE
     min_visible = MIN_VISIBLE_PX * scale * scale
@@ -137,7 +146,8 @@ def render_semantic_sample(rng: np.random.Generator, size: int,
     background = rng.uniform(95, 160) + rng.normal(0.0, 4.0, size=3)  # grey with a slight tint
     image = np.empty((size, size, 3), dtype=np.float32)
     image[:] = background.astype(np.float32)
-    label = np.full((size, size), IGNORE_LABEL, dtype=np.uint8)
+    dtype, ignore_label = label_encoding(len(categories))
+    label = np.full((size, size), ignore_label, dtype=dtype)
     _paint_objects(rng, image, owner_map, placed, categories, xs, ys, period)
     for index, cat_id in enumerate(placed):
         label[owner_map == index] = cat_id
@@ -221,11 +231,11 @@ def _num_workers(num_images: int) -> int:
     return max(1, min(os.cpu_count() or 1, 8, num_images // _CHUNK))
 
 
-def _write_chunk(job: Tuple[str, int, str, str, int, int, int, int]) -> None:
+def _write_chunk(job: Tuple[str, int, str, str, int, int, int, int, int]) -> None:
     """Render and write images ``begin..end-1`` of one split; image ``i`` uses the generator seeded by
     (seed, split index, i), so the bytes do not depend on how the work is split."""
-    tmp, split_index, split, folder, begin, end, size, seed = job
-    categories = semantic_categories()
+    tmp, split_index, split, folder, begin, end, size, seed, num_classes = job
+    categories = semantic_categories(num_classes)
     for i in range(begin, end):
         image, label = render_semantic_sample(np.random.default_rng([seed, split_index, i]), size, categories)
         stem = _file_stem(split, i)
@@ -235,7 +245,7 @@ def _write_chunk(job: Tuple[str, int, str, str, int, int, int, int]) -> None:
 
 def generate_semantic_dataset(out_dir: str | os.PathLike, *, num_train: int = 2000, num_val: int = 200,
                               size: int = 128, seed: int = 0, overwrite: bool = False,
-                              num_workers: Optional[int] = None) -> Path:
+                              num_workers: Optional[int] = None, num_classes: int = 108) -> Path:
     """Write the synthetic semantic dataset to ``out_dir`` (atomically: temporary folder, then rename).
 
     Args:
@@ -246,13 +256,14 @@ def generate_semantic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
         overwrite: replace an existing dataset at ``out_dir``.
         num_workers: processes writing images (None: up to the CPU count; the output does not
             depend on it, each image being drawn from its own seeded generator).
+        num_classes: the category table: 108 (3 shapes x 12 colours x 3 textures) or 864 (6 x 24 x 6).
     Returns:
         ``out_dir`` as a Path.
     """
     out_dir = Path(out_dir)
     check_generation_args(out_dir, size, overwrite, num_train=num_train, num_val=num_val)
     start = time.perf_counter()
-    categories = semantic_categories()
+    categories = semantic_categories(num_classes)
     with staging_dir(out_dir, overwrite) as tmp:
         counts = {"train": num_train, "val": num_val}
         jobs = []
@@ -261,7 +272,7 @@ def generate_semantic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
             (tmp / "annotations_detectron2" / folder).mkdir(parents=True)
             for begin in range(0, counts[split], _CHUNK):
                 end = min(begin + _CHUNK, counts[split])
-                jobs.append((str(tmp), split_index, split, folder, begin, end, size, seed))
+                jobs.append((str(tmp), split_index, split, folder, begin, end, size, seed, num_classes))
         run_jobs(_write_chunk, jobs, _num_workers(num_train + num_val) if num_workers is None else num_workers)
         info = {
             "format_version": FORMAT_VERSION,
@@ -269,7 +280,7 @@ def generate_semantic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
             "seed": seed,
             "image_size": [size, size],
             "num_images": counts,
-            "ignore_label": IGNORE_LABEL,
+            "ignore_label": label_encoding(num_classes)[1],
             "categories": [asdict(c) for c in categories],
         }
         # categories.json is written last: its presence marks a complete dataset.
@@ -371,6 +382,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="frames per video (video: 16, vspw: 24); video tasks only")
     parser.add_argument("--size", type=int, default=128, help="image height and width")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-classes", type=int, default=108, choices=[108, 864],
+                        help="semantic only: 108 categories, or 864 (the many-class variant)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     return parser.parse_args(argv)
 
@@ -387,8 +400,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.num_frames is not None and not video:
         print(f"error: --num-frames is for the video tasks, not --task {args.task}.", file=sys.stderr)
         return 2
+    if args.task != "semantic" and args.num_classes != 108:
+        print(f"error: --num-classes {args.num_classes} is only available with --task semantic.", file=sys.stderr)
+        return 2
     names = ("num_train", "num_val", "num_frames") if video else ("num_train", "num_val")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    if args.task == "semantic":
+        options["num_classes"] = args.num_classes
     start = time.perf_counter()
     try:
         out = generators[args.task](args.out, size=args.size, seed=args.seed, overwrite=args.overwrite, **options)

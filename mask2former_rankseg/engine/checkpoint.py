@@ -32,6 +32,7 @@ __all__ = [
     "atomic_write",
     "load_checkpoint_file",
     "load_pkl",
+    "load_plain_pickle",
 ]
 
 LAST_CHECKPOINT_FILE = "last_checkpoint"
@@ -129,6 +130,22 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             "and plain containers, and this one could run code when loaded. If you trust its author, "
             "convert it to a state dict of tensors with your own script."
         )
+
+
+def load_plain_pickle(path: str | Path) -> Any:
+    """Read any pickle made only of numpy arrays and plain containers (e.g. a dataset index) with the same
+    restricted unpickler as weight files; anything that could run code is refused.
+
+    Raises:
+        CheckpointError: naming ``path`` (refused global, or not a readable pickle).
+    """
+    try:
+        with open(path, "rb") as f:
+            return _ArrayOnlyUnpickler(f, encoding="latin1").load()
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path} is not a readable pickle ({type(e).__name__}: {e}).") from e
 
 
 def load_pkl(path: str | Path) -> Dict[str, Any]:

@@ -411,16 +411,17 @@ class Trainer:
 
     # evaluation ----------------------------------------------------------------------------------
     @classmethod
-    def test(cls, cfg, model: nn.Module, evaluators: Optional[Any] = None) -> Dict:
+    def test(cls, cfg, model: nn.Module, evaluators: Optional[Any] = None, results_dir: str = "inference") -> Dict:
         """Evaluate ``model`` on every ``DATASETS.TEST`` dataset.
 
         Args:
             evaluators: None (use :meth:`build_evaluator`), or one evaluator per test dataset (a single
                 evaluator is accepted for a single dataset).
+            results_dir: folder under ``OUTPUT_DIR`` for the results files.
         Returns:
             ``{task: {metric: value}}`` for one dataset, ``{dataset: {task: {metric: value}}}`` for several
             (``{}`` on non-main processes and without test datasets). Each dataset's results are also
-            written to ``OUTPUT_DIR/inference/<dataset>/results.json``.
+            written to ``OUTPUT_DIR/<results_dir>/<dataset>/results.json``.
         """
         from ..evaluation import format_results_table, inference_on_dataset, write_results_json
 
@@ -434,7 +435,7 @@ class Trainer:
                 raise ValueError(f"{len(evaluators)} evaluators given for {len(names)} test datasets {names}.")
         results: Dict[str, Any] = OrderedDict()
         for idx, name in enumerate(names):
-            out_dir = Path(cfg.OUTPUT_DIR) / "inference" / name if cfg.OUTPUT_DIR else None
+            out_dir = Path(cfg.OUTPUT_DIR) / results_dir / name if cfg.OUTPUT_DIR else None
             # the loader first, as detectron2 does: loading a dataset refreshes the paths in its metadata
             # ($DETECTRON2_DATASETS is read then), which the evaluator reads
             loader = cls.build_test_loader(cfg, name)
@@ -449,6 +450,28 @@ class Trainer:
         if len(results) == 1:
             return next(iter(results.values()))
         return results
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model: nn.Module) -> Dict:  # noqa: N802 (upstream's name)
+        """Evaluate with test-time augmentation (``TEST.AUG``): mIoU of the semantic scores averaged over scales
+        and flips (:class:`SemanticSegmentorWithTTA`), results under ``OUTPUT_DIR/inference_TTA``; task names
+        get a ``_TTA`` suffix as in Mask2Former. Only semantic segmentation is evaluated (no panoptic/instance TTA).
+        """
+        from ..evaluation import SemSegEvaluator
+        from .tta import SemanticSegmentorWithTTA
+
+        logger.info("Running inference with test-time augmentation (scales %s, max size %d, flip %s)",
+                    list(cfg.TEST.AUG.MIN_SIZES), cfg.TEST.AUG.MAX_SIZE, cfg.TEST.AUG.FLIP)
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        out_root = Path(cfg.OUTPUT_DIR) / "inference_TTA" if cfg.OUTPUT_DIR else None
+        evaluators = [SemSegEvaluator(name, distributed=True, output_dir=str(out_root / name) if out_root else None)
+                      for name in cfg.DATASETS.TEST]
+        results = cls.test(cfg, SemanticSegmentorWithTTA.from_config(cfg, model), evaluators,
+                           results_dir="inference_TTA")
+        if len(cfg.DATASETS.TEST) == 1:
+            return OrderedDict((f"{task}_TTA", v) for task, v in results.items())
+        return OrderedDict((f"{name}_TTA", v) for name, v in results.items())
 
 
 def _video_dataset_type(dataset_name: str) -> Optional[str]:

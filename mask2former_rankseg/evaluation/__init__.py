@@ -6,6 +6,7 @@ from .evaluator import (
     format_results_table,
     inference_context,
     inference_on_dataset,
+    semantic_output,
     write_results_json,
     write_text_atomic,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "image_recall",
     "inference_context",
     "inference_on_dataset",
+    "semantic_output",
     "write_results_json",
     "write_text_atomic",
 ]

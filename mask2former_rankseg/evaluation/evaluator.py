@@ -23,7 +23,15 @@ logger = logging.getLogger(__name__)
 
 
 class DatasetEvaluator:
-    """Accumulates model outputs over a dataset and computes metrics at the end."""
+    """Accumulates model outputs over a dataset and computes metrics at the end.
+
+    ``needs_semantic_scores``: whether :meth:`process` reads ``sem_seg`` [K, H, W] scores. When no evaluator of a
+    run does, :func:`inference_on_dataset` asks the model for ``sem_seg_labels`` [H, W] only (see
+    :func:`semantic_output`). True by default (the detectron2 contract); evaluators that read only labels, or no
+    semantic output at all, set it False.
+    """
+
+    needs_semantic_scores: bool = True
 
     def reset(self) -> None:
         """Forget everything processed so far."""
@@ -44,6 +52,10 @@ class DatasetEvaluators(DatasetEvaluator):
 
     def __len__(self) -> int:
         return len(self._evaluators)
+
+    @property
+    def needs_semantic_scores(self) -> bool:  # type: ignore[override]
+        return any(getattr(e, "needs_semantic_scores", True) for e in self._evaluators)
 
     def __iter__(self) -> Iterator[DatasetEvaluator]:
         return iter(self._evaluators)
@@ -82,6 +94,25 @@ def inference_context(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+@contextlib.contextmanager
+def semantic_output(model: nn.Module, mode: str) -> Iterator[None]:
+    """Set ``model.semantic_output`` to ``mode`` ("scores" or "labels") for the block, then restore it.
+
+    Models without that attribute (other meta-architectures, wrappers such as TTA) are left as they are; a
+    ``DistributedDataParallel`` wrapper is looked through.
+    """
+    target = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    previous = getattr(target, "semantic_output", None)
+    if previous is None:
+        yield
+        return
+    target.semantic_output = mode
+    try:
+        yield
+    finally:
+        target.semantic_output = previous
+
+
 def inference_on_dataset(model: nn.Module, data_loader: Iterable[List[Dict]],
                          evaluator: Optional[DatasetEvaluator], log_period_s: float = 5.0) -> Dict:
     """Run ``model`` on every batch of ``data_loader`` and feed ``evaluator``; return its results.
@@ -89,7 +120,9 @@ def inference_on_dataset(model: nn.Module, data_loader: Iterable[List[Dict]],
     The model runs in eval mode under ``torch.no_grad`` and its previous mode is restored. Progress
     (with ETA) is logged every ``log_period_s`` seconds; the first few batches are warm-up and are left
     out of the timings. ``evaluator=None`` only runs the model. On non-main processes of a distributed
-    run the result is ``{}``.
+    run the result is ``{}``. When the evaluator needs no ``sem_seg`` scores
+    (``evaluator.needs_semantic_scores`` False) the model is run with ``semantic_output="labels"``, so no
+    [K, H, W] score tensor is made per image.
     """
     total_batches = len(data_loader) if hasattr(data_loader, "__len__") else None
     logger.info("Start inference on %s batches", total_batches if total_batches is not None else "?")
@@ -101,7 +134,8 @@ def inference_on_dataset(model: nn.Module, data_loader: Iterable[List[Dict]],
     last_log = start
     timed_start, compute_time, timed_batches, timed_images = start, 0.0, 0, 0
     idx = -1
-    with inference_context(model), torch.no_grad():
+    mode = "scores" if getattr(evaluator, "needs_semantic_scores", True) else "labels"
+    with inference_context(model), torch.no_grad(), semantic_output(model, mode):
         for idx, inputs in enumerate(data_loader):
             if idx == num_warmup:
                 timed_start, compute_time, timed_batches, timed_images = time.perf_counter(), 0.0, 0, 0

@@ -34,6 +34,8 @@ class ThingPredictionsEvaluator(DatasetEvaluator):
         distributed: gather predictions from every process (only rank 0 evaluates).
     """
 
+    needs_semantic_scores = False
+
     def __init__(self, dataset_name: Optional[str] = None, output_dir: Optional[str] = None, distributed: bool = True,
                  *, json_file: Optional[str] = None,
                  thing_dataset_id_to_contiguous_id: Optional[Mapping[int, int]] = None):

@@ -104,6 +104,8 @@ class RankSegEvaluator(DatasetEvaluator):
         num_classes, ignore_label: override the metadata.
     """
 
+    needs_semantic_scores = False
+
     def __init__(self, dataset_name: Optional[str] = None, distributed: bool = True,
                  output_dir: Optional[str] = None, *, num_classes: Optional[int] = None,
                  ignore_label: Optional[int] = None):

@@ -43,6 +43,8 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         distributed: gather predictions from every process (only rank 0 evaluates).
     """
 
+    needs_semantic_scores = False
+
     def __init__(self, dataset_name: Optional[str] = None, output_dir: Optional[str] = None, distributed: bool = True,
                  *, panoptic_json: Optional[str] = None, panoptic_root: Optional[str] = None,
                  thing_dataset_id_to_contiguous_id: Optional[Mapping[int, int]] = None,

@@ -31,6 +31,8 @@ class SemSegEvaluator(DatasetEvaluator):
         num_classes, ignore_label, class_names: override the metadata.
     """
 
+    needs_semantic_scores = False  # labels suffice: ``sem_seg_labels``, or the argmax of ``sem_seg``
+
     def __init__(self, dataset_name: Optional[str] = None, distributed: bool = True,
                  output_dir: Optional[str] = None, *, num_classes: Optional[int] = None,
                  ignore_label: Optional[int] = None, class_names: Optional[Sequence[str]] = None):
@@ -73,15 +75,10 @@ class SemSegEvaluator(DatasetEvaluator):
         self._conf_matrix = np.zeros((self._num_classes + 1, self._num_classes + 1), dtype=np.int64)
 
     def process(self, inputs: List[Dict], outputs: List[Dict]) -> None:
-        """``outputs[i]["sem_seg"]``: [K, H, W] scores at the original size of ``inputs[i]``."""
+        """``outputs[i]["sem_seg_labels"]`` ([H, W] labels) or else ``outputs[i]["sem_seg"]`` ([K, H, W] scores,
+        argmax taken here), at the original size of ``inputs[i]``."""
         for inp, out in zip(inputs, outputs):
-            scores = out["sem_seg"]
-            if scores.dim() != 3 or scores.shape[0] != self._num_classes:
-                raise ValueError(
-                    f"Output 'sem_seg' for {gt_source(inp)} has shape {tuple(scores.shape)}; expected "
-                    f"[{self._num_classes}, H, W] (one score map per class of {self._dataset_name!r})."
-                )
-            pred = scores.argmax(dim=0).cpu().numpy().astype(np.int64)
+            pred = self._predicted_labels(out, gt_source(inp))
             gt = load_sem_seg_gt(inp)
             if gt.shape != pred.shape:
                 raise ValueError(
@@ -89,6 +86,28 @@ class SemSegEvaluator(DatasetEvaluator):
                     "the model must resize its output to the input's original 'height'/'width'."
                 )
             self.add(pred, gt, source=gt_source(inp))
+
+    def _predicted_labels(self, output: Dict, source: str) -> np.ndarray:
+        if "sem_seg_labels" in output:
+            labels = output["sem_seg_labels"]
+            if labels.dim() != 2:
+                raise ValueError(f"Output 'sem_seg_labels' for {source} has shape {tuple(labels.shape)}; expected "
+                                 "[H, W] class indices.")
+            pred = labels.cpu().numpy().astype(np.int64)
+            if pred.size and (pred.min() < 0 or pred.max() >= self._num_classes):
+                raise ValueError(f"Output 'sem_seg_labels' for {source} holds labels outside [0, {self._num_classes}) "
+                                 f"of {self._dataset_name!r}.")
+            return pred
+        if "sem_seg" not in output:
+            raise KeyError(f"The model output for {source} has neither 'sem_seg' nor 'sem_seg_labels' (keys: "
+                           f"{sorted(output)}); is MODEL.MASK_FORMER.TEST.SEMANTIC_ON off?")
+        scores = output["sem_seg"]
+        if scores.dim() != 3 or scores.shape[0] != self._num_classes:
+            raise ValueError(
+                f"Output 'sem_seg' for {source} has shape {tuple(scores.shape)}; expected "
+                f"[{self._num_classes}, H, W] (one score map per class of {self._dataset_name!r})."
+            )
+        return scores.argmax(dim=0).cpu().numpy().astype(np.int64)
 
     def add(self, pred: np.ndarray, gt: np.ndarray, source: str = "ground truth") -> None:
         """Accumulate one [H, W] prediction (labels in [0, K)) against its [H, W] ground truth."""

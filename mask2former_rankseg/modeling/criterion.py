@@ -1,4 +1,4 @@
-"""``SetCriterion``: classification + point-sampled mask losses on Hungarian-matched pairs."""
+"""``SetCriterion``: classification + mask losses (point-sampled BCE or full-mask focal, and dice) on matched pairs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from .matcher import FOCAL_ALPHA, FOCAL_GAMMA, FULL_MASK_FOCAL, POINT_SAMPLED_BCE, check_mask_loss
 from .point_sample import calculate_uncertainty, get_uncertain_point_coords_with_randomness, point_sample
 
 logger = logging.getLogger(__name__)
@@ -29,9 +30,26 @@ def sigmoid_ce_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: floa
     return loss.mean(1).sum() / num_masks
 
 
+def sigmoid_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: float, alpha: float = FOCAL_ALPHA,
+                       gamma: float = FOCAL_GAMMA) -> torch.Tensor:
+    """Sum over masks of the mean pixel-wise focal loss (RetinaNet's), divided by ``num_masks``.
+
+    Per pixel: ``alpha_t * (1 - p_t) ** gamma * BCE``, with ``p_t`` the probability of the true value and
+    ``alpha_t = alpha`` on positives, ``1 - alpha`` on negatives (no weighting when ``alpha < 0``).
+    inputs: logits [N, P]; targets: 0/1 [N, P].
+    """
+    prob = inputs.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.mean(1).sum() / num_masks
+
+
 class SetCriterion(nn.Module):
-    """Mask2Former's loss. The class axis of ``pred_logits`` may be the full K+1 or RankSeg's ranked k+1:
-    the last column is always "no object", and unmatched queries are trained towards it with weight
+    """Mask2Former's and MaskFormer's loss. The class axis of ``pred_logits`` may be the full K+1 or RankSeg's
+    ranked k+1: the last column is always "no object", and unmatched queries are trained towards it with weight
     ``eos_coef``.
 
     The cross-entropy weights are the buffer ``empty_weight`` [K+1] (ones, ``eos_coef`` last; upstream's
@@ -44,16 +62,22 @@ class SetCriterion(nn.Module):
         weight_dict: loss name -> weight (used by the caller to weight and filter).
         eos_coef: weight of the "no object" class in the cross-entropy.
         losses: which losses to compute ("labels", "masks").
-        num_points, oversample_ratio, importance_sample_ratio: point sampling of the mask losses.
+        num_points, oversample_ratio, importance_sample_ratio: point sampling of the mask losses (point-sampled
+            BCE only).
+        mask_loss: ``"point_sampled_bce"`` (Mask2Former: BCE and dice on ``num_points`` points biased to uncertain
+            regions) or ``"full_mask_focal"`` (MaskFormer: sigmoid focal loss and dice on whole masks, predictions
+            upsampled bilinearly to the targets' padded size).
     """
 
     def __init__(self, num_classes: int, matcher: nn.Module, weight_dict: Dict[str, float], eos_coef: float,
-                 losses: Sequence[str], num_points: int, oversample_ratio: float, importance_sample_ratio: float):
+                 losses: Sequence[str], num_points: int = 0, oversample_ratio: float = 3.0,
+                 importance_sample_ratio: float = 0.75, mask_loss: str = POINT_SAMPLED_BCE):
         super().__init__()
         unknown = set(losses) - {"labels", "masks"}
         if unknown:
             raise ValueError(f"SetCriterion: unknown losses {sorted(unknown)}; use 'labels' and/or 'masks'.")
-        if "masks" in losses and num_points <= 0:
+        self.mask_loss = check_mask_loss(mask_loss)
+        if "masks" in losses and mask_loss == POINT_SAMPLED_BCE and num_points <= 0:
             raise ValueError(
                 f"SetCriterion: num_points={num_points} (MODEL.MASK_FORMER.TRAIN_NUM_POINTS) must be > 0 "
                 "for the mask losses; upstream uses 112 * 112 = 12544."
@@ -81,15 +105,16 @@ class SetCriterion(nn.Module):
         return {"loss_ce": F.cross_entropy(logits.transpose(1, 2), target_classes, weight)}
 
     def loss_masks(self, outputs, targets, indices, num_masks) -> Dict[str, torch.Tensor]:
-        """Sigmoid BCE and dice on ``num_points`` points per matched mask, biased to uncertain prediction points.
+        """Mask losses of the matched pairs: ``loss_mask`` (BCE or focal) and ``loss_dice``.
 
-        ``pred_masks`` [B, Q, h, w] (e.g. 1/4 resolution) and target ``masks`` [N, H, W] are sampled at the
-        same normalised coordinates; targets of different sizes are zero-padded (bottom/right) to a common
-        size first, as upstream's ``nested_tensor_from_tensor_list`` does.
+        ``pred_masks`` [B, Q, h, w] (e.g. 1/4 resolution) and target ``masks`` [N, H, W]; targets of different
+        sizes are zero-padded (bottom/right) to a common size first, as upstream's ``nested_tensor_from_tensor_list``
+        does. Point-sampled BCE samples both at the same normalised coordinates, ``num_points`` per mask, biased to
+        uncertain prediction points; full-mask focal upsamples the predictions to the target size.
 
         Clips: with ``pred_masks`` [B, Q, T, h, w] and target ``masks`` [N, T, H, W] every frame of a matched
-        pair is one mask with its own points (Video Mask2Former's loss): the losses are summed over the frames
-        and still divided by ``num_masks``, the number of tracks.
+        pair is one mask (with its own points, for point-sampled BCE), as Video Mask2Former's loss: the losses
+        are summed over the frames and still divided by ``num_masks``, the number of tracks.
         """
         batch_idx, query_idx = _src_permutation(indices)
         src_masks = outputs["pred_masks"][batch_idx, query_idx].float()  # [N, h, w] or [N, T, h, w]
@@ -106,6 +131,10 @@ class SetCriterion(nn.Module):
         if src_masks.shape[0] == 0:
             zero = outputs["pred_masks"].sum() * 0.0
             return {"loss_mask": zero, "loss_dice": zero}
+        if self.mask_loss == FULL_MASK_FOCAL:
+            src = F.interpolate(src_masks, size=target_masks.shape[-2:], mode="bilinear", align_corners=False)
+            src, tgt = src.flatten(1), target_masks.flatten(1)
+            return {"loss_mask": sigmoid_focal_loss(src, tgt, num_masks), "loss_dice": dice_loss(src, tgt, num_masks)}
         with torch.no_grad():
             coords = get_uncertain_point_coords_with_randomness(
                 src_masks, calculate_uncertainty, self.num_points, self.oversample_ratio,

@@ -1,4 +1,5 @@
-"""Hungarian matching of predicted masks to ground-truth segments on sampled points."""
+"""Hungarian matching of predicted masks to ground-truth segments: on sampled points with BCE (Mask2Former) or on
+whole masks with focal cost (MaskFormer)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,23 @@ from torch import nn
 from torch.nn import functional as F
 
 from .point_sample import point_sample
+
+POINT_SAMPLED_BCE = "point_sampled_bce"
+"""Mask2Former's mask loss/cost: sigmoid BCE + dice on sampled points (``MODEL.MASK_FORMER.MASK_LOSS``)."""
+FULL_MASK_FOCAL = "full_mask_focal"
+"""MaskFormer's mask loss/cost: sigmoid focal loss + dice on whole masks."""
+MASK_LOSSES = (POINT_SAMPLED_BCE, FULL_MASK_FOCAL)
+FOCAL_ALPHA = 0.25
+FOCAL_GAMMA = 2.0
+"""Focal-loss parameters of MaskFormer (RetinaNet's): positives weighted alpha, modulation (1 - p_t) ** gamma."""
+
+
+def check_mask_loss(mask_loss: str) -> str:
+    """Return ``mask_loss`` if it is one of :data:`MASK_LOSSES`, else raise naming the config key."""
+    if mask_loss not in MASK_LOSSES:
+        raise ValueError(f"MODEL.MASK_FORMER.MASK_LOSS={mask_loss!r} is not one of {list(MASK_LOSSES)} "
+                         f"({POINT_SAMPLED_BCE!r}: Mask2Former, {FULL_MASK_FOCAL!r}: MaskFormer).")
+    return mask_loss
 
 
 def batch_dice_cost(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -27,23 +45,40 @@ def batch_sigmoid_ce_cost(inputs: torch.Tensor, targets: torch.Tensor) -> torch.
     return (pos @ targets.T + neg @ (1 - targets).T) / inputs.shape[1]
 
 
+def batch_sigmoid_focal_cost(inputs: torch.Tensor, targets: torch.Tensor, alpha: float = FOCAL_ALPHA,
+                             gamma: float = FOCAL_GAMMA) -> torch.Tensor:
+    """Mean sigmoid focal loss between every prediction [N, P] (logits) and target [M, P] (0/1): [N, M]."""
+    prob = inputs.sigmoid()
+    pos = (1 - prob) ** gamma * F.binary_cross_entropy_with_logits(inputs, torch.ones_like(inputs), reduction="none")
+    neg = prob ** gamma * F.binary_cross_entropy_with_logits(inputs, torch.zeros_like(inputs), reduction="none")
+    if alpha >= 0:
+        pos, neg = pos * alpha, neg * (1 - alpha)
+    return (pos @ targets.T + neg @ (1 - targets).T) / inputs.shape[1]
+
+
 class HungarianMatcher(nn.Module):
     """One-to-one assignment of queries to targets minimising
-    ``cost_class * (-p(class)) + cost_mask * BCE + cost_dice * dice`` (mask costs on ``num_points`` random
-    points, drawn per image and shared by all its predictions and targets), solved per image with
+    ``cost_class * (-p(class)) + cost_mask * mask_cost + cost_dice * dice``, solved per image with
     ``scipy.optimize.linear_sum_assignment``. Costs are computed in float32 with autocast disabled.
 
+    The mask costs are either (``mask_loss="point_sampled_bce"``, Mask2Former) the mean BCE on ``num_points``
+    random points, drawn per image and shared by all its predictions and targets, or
+    (``"full_mask_focal"``, MaskFormer) the mean sigmoid focal loss on whole masks, the targets resized
+    (nearest) to the predictions' resolution.
+
     Clips (Video Mask2Former's matcher): with masks [Q, T, H, W] the same points are sampled in every frame
-    and the mask costs are taken over all T x ``num_points`` samples, so a query is matched to a track for the
-    whole clip.
+    and the mask costs are taken over all T x ``num_points`` samples (or all T x h x w pixels), so a query is
+    matched to a track for the whole clip.
 
     Args:
         cost_class, cost_mask, cost_dice: weights of the three costs (not all 0).
-        num_points: points sampled per image for the mask costs (must be > 0 when a mask cost is used;
-            upstream's configs use 112 * 112 = 12544).
+        num_points: points sampled per image for the point-sampled costs (must be > 0 when a mask cost is used;
+            upstream's configs use 112 * 112 = 12544). Unused with ``"full_mask_focal"``.
+        mask_loss: ``"point_sampled_bce"`` or ``"full_mask_focal"``.
     """
 
-    def __init__(self, cost_class: float = 1.0, cost_mask: float = 1.0, cost_dice: float = 1.0, num_points: int = 0):
+    def __init__(self, cost_class: float = 1.0, cost_mask: float = 1.0, cost_dice: float = 1.0, num_points: int = 0,
+                 mask_loss: str = POINT_SAMPLED_BCE):
         super().__init__()
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
             raise ValueError("HungarianMatcher: all costs are 0.")
@@ -51,6 +86,7 @@ class HungarianMatcher(nn.Module):
         self.cost_mask = cost_mask
         self.cost_dice = cost_dice
         self.num_points = num_points
+        self.mask_loss = check_mask_loss(mask_loss)
 
     @torch.no_grad()
     def forward(self, outputs: Dict[str, torch.Tensor], targets: Sequence[Dict[str, torch.Tensor]]
@@ -64,7 +100,8 @@ class HungarianMatcher(nn.Module):
             per image (query indices, target indices), int64, of length min(Q, M).
         """
         logits, masks = outputs["pred_logits"], outputs["pred_masks"]
-        if self.num_points <= 0 and (self.cost_mask != 0 or self.cost_dice != 0):
+        uses_points = self.mask_loss == POINT_SAMPLED_BCE and (self.cost_mask != 0 or self.cost_dice != 0)
+        if uses_points and self.num_points <= 0:
             raise ValueError(
                 f"HungarianMatcher: num_points={self.num_points} (MODEL.MASK_FORMER.TRAIN_NUM_POINTS) must be > 0 "
                 "when cost_mask or cost_dice is non-zero."
@@ -80,9 +117,10 @@ class HungarianMatcher(nn.Module):
                 prob = logits[b].float().softmax(-1)
                 cost = self.cost_class * -prob[:, labels]  # [Q, M]
                 if self.cost_mask != 0 or self.cost_dice != 0:
-                    out_points, tgt_points = self._sample_points(masks[b].float(), targets[b]["masks"], b)
-                    cost = (self.cost_mask * batch_sigmoid_ce_cost(out_points, tgt_points) + cost
-                            + self.cost_dice * batch_dice_cost(out_points, tgt_points))
+                    out_flat, tgt_flat = self._flatten_masks(masks[b].float(), targets[b]["masks"], b)
+                    mask_cost = (batch_sigmoid_ce_cost if self.mask_loss == POINT_SAMPLED_BCE
+                                 else batch_sigmoid_focal_cost)(out_flat, tgt_flat)
+                    cost = self.cost_mask * mask_cost + cost + self.cost_dice * batch_dice_cost(out_flat, tgt_flat)
             cost = cost.cpu()
             if not torch.isfinite(cost).all():
                 raise FloatingPointError(
@@ -94,10 +132,11 @@ class HungarianMatcher(nn.Module):
             indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
         return indices
 
-    def _sample_points(self, out_mask: torch.Tensor, tgt_mask: torch.Tensor, index: int
+    def _flatten_masks(self, out_mask: torch.Tensor, tgt_mask: torch.Tensor, index: int
                        ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Predicted [Q, *F, h, w] and target [M, *F, H, W] masks (F: no axis, or T frames) at the same
-        ``num_points`` random points of every frame: [Q, F*P] logits and [M, F*P] targets."""
+        """Predicted [Q, *F, h, w] and target [M, *F, H, W] masks (F: no axis, or T frames) -> [Q, F*P] logits
+        and [M, F*P] 0/1 values at the same P positions of every frame: random points (point-sampled BCE) or
+        every pixel at the prediction's resolution (full-mask focal)."""
         if out_mask.dim() != tgt_mask.dim() or out_mask.shape[1:-2] != tgt_mask.shape[1:-2]:
             raise ValueError(
                 f"HungarianMatcher: predicted masks {tuple(out_mask.shape)} and target masks "
@@ -105,7 +144,10 @@ class HungarianMatcher(nn.Module):
                 "[M, H, W], or [Q, T, H, W] with [M, T, H, W])."
             )
         out_mask = out_mask.reshape(out_mask.shape[0], -1, *out_mask.shape[-2:])  # [Q, F, h, w]
-        tgt_mask = tgt_mask.to(out_mask).reshape(tgt_mask.shape[0], -1, *tgt_mask.shape[-2:])
+        tgt_mask = tgt_mask.to(out_mask).reshape(tgt_mask.shape[0], -1, *tgt_mask.shape[-2:])  # [M, F, H, W]
+        if self.mask_loss == FULL_MASK_FOCAL:
+            tgt_mask = F.interpolate(tgt_mask, size=out_mask.shape[-2:], mode="nearest")
+            return out_mask.flatten(1), tgt_mask.flatten(1)
         coords = torch.rand(1, self.num_points, 2, device=out_mask.device)
         tgt_points = point_sample(tgt_mask, coords.expand(tgt_mask.shape[0], -1, -1)).flatten(1)
         out_points = point_sample(out_mask, coords.expand(out_mask.shape[0], -1, -1)).flatten(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import sys
-from typing import Any, Dict, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -41,9 +41,16 @@ class InferenceDatasetMapper:
         logger.info("[%s] Resize used in inference: %s", type(self).__name__, self.resize)
 
     @classmethod
-    def from_config(cls, cfg) -> InferenceDatasetMapper:
+    def from_config(cls, cfg, dataset_name: Optional[str] = None) -> InferenceDatasetMapper:
+        """The ignore label is the ``ignore_label`` of ``dataset_name``'s metadata when it has one (e.g. 65535 for
+        16-bit label maps), else ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``."""
+        ignore_label = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+        if dataset_name is not None:
+            from ..catalog import MetadataCatalog
+
+            ignore_label = MetadataCatalog.get(dataset_name).get("ignore_label", ignore_label)
         return cls(min_size=cfg.INPUT.MIN_SIZE_TEST, max_size=cfg.INPUT.MAX_SIZE_TEST, image_format=cfg.INPUT.FORMAT,
-                   load_gt=cfg.MODEL.RANKSEG.USE_GT, ignore_label=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE)
+                   load_gt=cfg.MODEL.RANKSEG.USE_GT, ignore_label=ignore_label)
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         """Returns a copy of ``dataset_dict`` plus ``image`` (uint8 [C, H', W'], resized).

@@ -25,7 +25,7 @@ def build_set_criterion(cfg) -> SetCriterion:
     mf = cfg.MODEL.MASK_FORMER
     matcher = HungarianMatcher(
         cost_class=mf.CLASS_WEIGHT, cost_mask=mf.MASK_WEIGHT, cost_dice=mf.DICE_WEIGHT,
-        num_points=mf.TRAIN_NUM_POINTS,
+        num_points=mf.TRAIN_NUM_POINTS, mask_loss=mf.MASK_LOSS,
     )
     weight_dict = {"loss_ce": mf.CLASS_WEIGHT, "loss_mask": mf.MASK_WEIGHT, "loss_dice": mf.DICE_WEIGHT}
     if mf.DEEP_SUPERVISION:
@@ -33,7 +33,7 @@ def build_set_criterion(cfg) -> SetCriterion:
     return SetCriterion(
         cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, matcher=matcher, weight_dict=weight_dict, eos_coef=mf.NO_OBJECT_WEIGHT,
         losses=["labels", "masks"], num_points=mf.TRAIN_NUM_POINTS, oversample_ratio=mf.OVERSAMPLE_RATIO,
-        importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
+        importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO, mask_loss=mf.MASK_LOSS,
     )
 
 

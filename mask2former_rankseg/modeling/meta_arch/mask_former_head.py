@@ -77,6 +77,12 @@ class MaskFormerHead(nn.Module):
         if self.transformer_in_feature == "multi_scale_pixel_decoder":
             return multi_scale_features, mask_features
         if self.transformer_in_feature == "transformer_encoder":
+            if encoder_features is None:
+                raise ValueError(
+                    f"MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE='transformer_encoder' needs a pixel decoder with a "
+                    f"transformer encoder, but {type(self.pixel_decoder).__name__} has none; use "
+                    "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME 'TransformerEncoderPixelDecoder'."
+                )
             return encoder_features, mask_features
         if self.transformer_in_feature == "pixel_embedding":
             return mask_features, mask_features

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Dict, List, Optional, Sequence
 
@@ -10,6 +11,7 @@ from torch.nn import functional as F
 
 from ...constants import SUPPRESSED_LOGIT
 from ...structures import ImageList, sem_seg_postprocess
+from ..matcher import FULL_MASK_FOCAL
 from ..rankseg import present_classes, scatter_back
 from ..registry import META_ARCH_REGISTRY
 from .mask_classification import (
@@ -17,9 +19,20 @@ from .mask_classification import (
     MaskClassificationModel,
     multilabel_result,
 )
-from .postprocess import instance_inference, panoptic_inference, semantic_inference
+from .postprocess import (
+    instance_inference,
+    panoptic_inference,
+    semantic_grouped_scores,
+    semantic_inference,
+    semantic_labels,
+)
 
 logger = logging.getLogger(__name__)
+
+SEMANTIC_OUTPUTS = ("scores", "labels", "grouped")
+"""What semantic inference returns: ``sem_seg`` [K, H, W] scores (the detectron2 contract), only
+``sem_seg_labels`` [H, W] (their argmax, computed without the [K, H, W] tensor), or ``sem_seg_grouped``
+(:class:`GroupedScores`: one map per group of classes with equal scores, for test-time augmentation)."""
 
 
 @META_ARCH_REGISTRY.register()
@@ -34,7 +47,14 @@ class MaskFormer(MaskClassificationModel):
         sem_seg_head: returns ``pred_logits [B,Q,K+1]``, ``pred_masks [B,Q,h,w]``, ``aux_outputs`` and
             ``query_feature`` (list of [Q,B,C], one per decoder layer).
         semantic_on, panoptic_on, instance_on: which post-processing to run at inference.
+        panoptic_within_own_mask: panoptic segments only where the query's own mask is >= 0.5 (Mask2Former), or
+            every pixel it wins (MaskFormer); see :func:`panoptic_inference`.
         thing_classes: contiguous ids of the thing classes (panoptic inference).
+        semantic_output: "scores" (``sem_seg`` [K, H, W]), "labels" (``sem_seg_labels`` [H, W] int64, the
+            argmax of those scores computed chunk-wise over classes; with RankSeg only over the top-k + 1
+            distinct score maps) or "grouped" (``sem_seg_grouped``, see :data:`SEMANTIC_OUTPUTS`). Evaluation
+            switches it to "labels" when its evaluators need no scores (``evaluation.semantic_output``), TTA to
+            "grouped"; it may be changed on a built model.
         common: the keyword arguments of :class:`MaskClassificationModel` (backbone, head, criterion,
             normalisation, RankSeg's ``ml_*``).
     """
@@ -48,11 +68,15 @@ class MaskFormer(MaskClassificationModel):
         semantic_on: bool = True,
         panoptic_on: bool = False,
         instance_on: bool = False,
+        panoptic_within_own_mask: bool = True,
         test_topk_per_image: int = 100,
         thing_classes: Optional[Sequence[int]] = None,
+        semantic_output: str = "scores",
         **common,
     ):
         super().__init__(**common)
+        if semantic_output not in SEMANTIC_OUTPUTS:
+            raise ValueError(f"semantic_output must be one of {SEMANTIC_OUTPUTS}, got {semantic_output!r}.")
         if not (semantic_on or panoptic_on or instance_on):
             raise ValueError("MODEL.MASK_FORMER.TEST: SEMANTIC_ON, PANOPTIC_ON and INSTANCE_ON are all False; "
                              "turn at least one on.")
@@ -65,6 +89,8 @@ class MaskFormer(MaskClassificationModel):
         self.semantic_on = semantic_on
         self.panoptic_on = panoptic_on
         self.instance_on = instance_on
+        self.panoptic_within_own_mask = panoptic_within_own_mask
+        self.semantic_output = semantic_output
         self.test_topk_per_image = test_topk_per_image
         self.thing_classes = None if thing_classes is None else sorted(int(c) for c in thing_classes)
 
@@ -81,6 +107,8 @@ class MaskFormer(MaskClassificationModel):
             semantic_on=mf.TEST.SEMANTIC_ON,
             panoptic_on=mf.TEST.PANOPTIC_ON,
             instance_on=mf.TEST.INSTANCE_ON,
+            # the two upstream codebases: MaskFormer's (full-mask focal loss) keeps every won pixel
+            panoptic_within_own_mask=mf.MASK_LOSS != FULL_MASK_FOCAL,
             test_topk_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             thing_classes=_thing_classes(cfg) if mf.TEST.PANOPTIC_ON else None,
         )
@@ -149,13 +177,21 @@ class MaskFormer(MaskClassificationModel):
                 mask_pred = sem_seg_postprocess(mask_pred, image_size, height, width)
                 mask_cls = mask_cls.to(mask_pred)
             if self.semantic_on:
-                sem_seg = semantic_inference(mask_cls, mask_pred)
+                resize = None
                 if not self.sem_seg_postprocess_before_inference:
-                    sem_seg = sem_seg_postprocess(sem_seg, image_size, height, width)
-                result["sem_seg"] = sem_seg
+                    resize = functools.partial(sem_seg_postprocess, img_size=image_size, output_height=height,
+                                               output_width=width)
+                if self.semantic_output == "labels":
+                    result["sem_seg_labels"] = semantic_labels(mask_cls, mask_pred, resize)
+                elif self.semantic_output == "grouped":
+                    result["sem_seg_grouped"] = semantic_grouped_scores(mask_cls, mask_pred, resize)
+                else:
+                    sem_seg = semantic_inference(mask_cls, mask_pred)
+                    result["sem_seg"] = sem_seg if resize is None else resize(sem_seg)
             if self.panoptic_on:
                 result["panoptic_seg"] = panoptic_inference(
-                    mask_cls, mask_pred, self.thing_classes, self.object_mask_threshold, self.overlap_threshold
+                    mask_cls, mask_pred, self.thing_classes, self.object_mask_threshold, self.overlap_threshold,
+                    within_own_mask=self.panoptic_within_own_mask,
                 )
             if self.instance_on:
                 result["instances"] = instance_inference(

@@ -6,14 +6,26 @@ mask logits ``mask_pred`` [Q, H, W] already resized to the output size, as Mask2
 
 from __future__ import annotations
 
-from typing import Collection, Dict, List, Optional, Tuple
+from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import torch
 from torch.nn import functional as F
 
 from ...structures import Instances
+from .grouped_scores import GroupedScores, order_groups
 
-__all__ = ["instance_inference", "panoptic_inference", "semantic_inference"]
+__all__ = [
+    "class_groups",
+    "instance_inference",
+    "panoptic_inference",
+    "semantic_grouped_scores",
+    "semantic_inference",
+    "semantic_labels",
+]
+
+SEMANTIC_LABELS_CHUNK_ELEMENTS = 2**24
+"""Default work size of :func:`semantic_labels`: as many class maps at a time as fit in this many scores
+(64 MiB of float32; 64 maps of 512 x 512)."""
 
 
 def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
@@ -25,22 +37,97 @@ def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch
     return torch.einsum("qc,q...->c...", probs, mask_pred.sigmoid())
 
 
+def class_groups(probs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Group the classes whose per-query probabilities are identical (their score maps are then identical).
+
+    With RankSeg every class outside the top-k has the same suppressed logit, so K classes form k + 1 groups.
+
+    Args:
+        probs: [Q, K] class probabilities of the queries.
+    Returns:
+        ``group_probs`` [G, Q] (one probability column per group), ``class_group`` [K] (group of each class)
+        and ``first_class`` [G] (smallest class of each group); groups are ordered by ``first_class``.
+    """
+    unique, inverse = torch.unique(probs.t(), dim=0, return_inverse=True)  # [G, Q], [K]
+    order, class_group, first_class = order_groups(inverse, unique.shape[0])
+    return unique[order], class_group, first_class
+
+
+def semantic_grouped_scores(
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    resize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+) -> GroupedScores:
+    """:func:`semantic_inference` (then ``resize``) as :class:`GroupedScores`: one [H, W] map per group of classes
+    with identical probabilities (k + 1 maps with RankSeg, K without). Same arguments as :func:`semantic_labels`."""
+    group_probs, class_group, _ = class_groups(F.softmax(mask_cls, dim=-1)[..., :-1])
+    maps = torch.einsum("gq,qhw->ghw", group_probs, mask_pred.sigmoid())
+    return GroupedScores(maps if resize is None else resize(maps), class_group)
+
+
+def semantic_labels(
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    resize: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    chunk_size: Optional[int] = None,
+) -> torch.Tensor:
+    """``semantic_inference(mask_cls, mask_pred)`` (then ``resize``) followed by ``argmax`` over classes, without
+    the [K, H, W] score tensor.
+
+    Classes with identical probability columns share one score map (:func:`class_groups`); the maps of
+    ``chunk_size`` groups at a time are computed, resized and folded into a running maximum. Ties go to the
+    smallest class, as ``argmax`` does. Extra memory: [chunk_size, H, W] floats plus the [H, W] maximum and
+    labels, instead of [K, H, W]. Larger chunks run faster (fewer, larger matrix products).
+
+    Args:
+        mask_cls: [Q, K+1] class logits ("no object" last).
+        mask_pred: [Q, h, w] mask logits.
+        resize: maps [C, h, w] scores to [C, H, W] (e.g. cropping the padding and resizing to the original
+            image, as ``sem_seg_postprocess``); must treat each channel independently. None: H, W = h, w.
+        chunk_size: maps per step; default: ``SEMANTIC_LABELS_CHUNK_ELEMENTS // (h * w)`` (at least 1).
+    Returns:
+        [H, W] int64 labels in [0, K).
+    """
+    if chunk_size is None:
+        chunk_size = max(1, SEMANTIC_LABELS_CHUNK_ELEMENTS // max(1, mask_pred.shape[-2] * mask_pred.shape[-1]))
+    if chunk_size <= 0:
+        raise ValueError(f"semantic_labels: chunk_size must be positive, got {chunk_size}.")
+    group_probs, _, first_class = class_groups(F.softmax(mask_cls, dim=-1)[..., :-1])
+    masks = mask_pred.sigmoid()
+    best = labels = None
+    for start in range(0, group_probs.shape[0], chunk_size):
+        scores = torch.einsum("gq,qhw->ghw", group_probs[start:start + chunk_size], masks)
+        if resize is not None:
+            scores = resize(scores)
+        value, index = scores.max(dim=0)
+        chunk_labels = first_class[start + index]
+        if best is None:
+            best, labels = value, chunk_labels
+        else:
+            better = value > best
+            best = torch.where(better, value, best)
+            labels = torch.where(better, chunk_labels, labels)
+    return labels
+
+
 def panoptic_inference(
     mask_cls: torch.Tensor,
     mask_pred: torch.Tensor,
     thing_classes: Collection[int],
     object_mask_threshold: float = 0.8,
     overlap_threshold: float = 0.8,
+    within_own_mask: bool = True,
 ) -> Tuple[torch.Tensor, List[Dict]]:
-    """Non-overlapping segments from the confident queries (Mask2Former's panoptic inference).
+    """Non-overlapping segments from the confident queries (Mask2Former's and MaskFormer's panoptic inference).
 
     Queries whose best class is not "no object" and whose probability exceeds ``object_mask_threshold``
-    compete for pixels by probability x mask probability. A query keeps the pixels it wins where its own
-    mask is >= 0.5, unless that is less than ``overlap_threshold`` of its mask (then it is dropped). Stuff
-    queries of one class merge into one segment.
+    compete for pixels by probability x mask probability. A query keeps the pixels it wins (with
+    ``within_own_mask``, Mask2Former: only where its own mask is >= 0.5), unless it wins less than
+    ``overlap_threshold`` of its own mask (then it is dropped). Stuff queries of one class merge into one segment.
 
     Args:
         thing_classes: contiguous ids of the "thing" classes (all others are stuff).
+        within_own_mask: True as Mask2Former; False as MaskFormer (a segment is every pixel its query wins).
     Returns:
         panoptic_seg [H, W] int32 (0 = void, else a segment id 1..S) and ``segments_info``: one dict per
         segment, ``{"id", "isthing", "category_id"}``.
@@ -62,7 +149,7 @@ def panoptic_inference(
     for k, label in enumerate(labels.tolist()):
         own = masks[k] >= 0.5
         won = winner == k
-        mask = won & own
+        mask = won & own if within_own_mask else won
         won_area, own_area, area = int(won.sum()), int(own.sum()), int(mask.sum())
         if won_area == 0 or own_area == 0 or area == 0 or won_area / own_area < overlap_threshold:
             continue

@@ -1,5 +1,6 @@
 """Pixel decoders (importing registers them in ``PIXEL_DECODER_REGISTRY``)."""
 
+from .fpn import BasePixelDecoder, TransformerEncoderPixelDecoder
 from .msdeformattn import MSDeformAttnPixelDecoder
 
-__all__ = ["MSDeformAttnPixelDecoder"]
+__all__ = ["BasePixelDecoder", "MSDeformAttnPixelDecoder", "TransformerEncoderPixelDecoder"]

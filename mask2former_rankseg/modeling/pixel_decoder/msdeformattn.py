@@ -19,19 +19,10 @@ from ...layers import Conv2d, ShapeSpec, c2_xavier_fill, get_norm
 from ...ops import MSDeformAttn
 from ..registry import PIXEL_DECODER_REGISTRY
 from ..transformer_decoder.position_encoding import PositionEmbeddingSine
+from ..transformer_decoder.transformer import get_activation
 
 NUM_MASKFORMER_LEVELS = 3
 """The transformer decoder always reads three scales."""
-
-_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}
-
-
-def _activation(name: str):
-    """Upstream's ``_get_activation_fn``: "relu", "gelu" or "glu"."""
-    if name not in _ACTIVATIONS:
-        raise ValueError(f"Unknown transformer activation {name!r}; choose one of {sorted(_ACTIVATIONS)}.")
-    return _ACTIVATIONS[name]
-
 
 class MSDeformAttnTransformerEncoderLayer(nn.Module):
     """Deformable self-attention + FFN, post-norm."""
@@ -40,7 +31,7 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
                  n_levels: int = 4, n_heads: int = 8, n_points: int = 4):
         super().__init__()
         self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
-        self.activation = _activation(activation)
+        self.activation = get_activation(activation)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, d_ffn)

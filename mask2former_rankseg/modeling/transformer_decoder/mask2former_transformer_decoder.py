@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from ...layers import Conv2d, c2_xavier_fill
 from ..registry import TRANSFORMER_DECODER_REGISTRY
 from .position_encoding import PositionEmbeddingSine
+from .prediction_heads import MLP, class_logits, make_class_embed
 
 logger = logging.getLogger(__name__)
 
@@ -80,23 +81,6 @@ class FFNLayer(nn.Module):
         x = self.norm(tgt) if self.normalize_before else tgt
         tgt = tgt + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x)))))
         return tgt if self.normalize_before else self.norm(tgt)
-
-
-class MLP(nn.Module):
-    """``num_layers`` Linear layers with ReLU between them (``layers.{i}``)."""
-
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int):
-        super().__init__()
-        dims = [input_dim] + [hidden_dim] * (num_layers - 1)
-        outs = [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims, outs))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = F.relu(x)
-        return x
 
 
 def _xavier_init(module: nn.Module) -> None:
@@ -180,7 +164,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 self.input_proj.append(proj)
             else:
                 self.input_proj.append(nn.Sequential())
-        self.class_embed = nn.Linear(hidden_dim, num_classes + 1, bias=not norm)
+        self.class_embed = make_class_embed(hidden_dim, num_classes, norm)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
     @classmethod
@@ -288,11 +272,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         """Class logits [B, Q, K+1], mask logits (see ``_mask_logits``) and the next layer's attention mask (or
         None)."""
         decoder_output = self.decoder_norm(output).transpose(0, 1)  # [B, Q, C]
-        if self.norm:
-            weight = F.normalize(self.class_embed.weight, dim=-1)
-            outputs_class = torch.einsum("bqc,kc->bqk", F.normalize(decoder_output, dim=-1), weight)
-        else:
-            outputs_class = self.class_embed(decoder_output)
+        outputs_class = class_logits(decoder_output, self.class_embed, self.norm)
         outputs_mask = self._mask_logits(self.mask_embed(decoder_output), mask_features)
         attn_mask = None
         if attn_mask_target_size is not None:
