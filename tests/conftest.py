@@ -47,6 +47,26 @@ def tiny_model_opts():
     return [str(v) for v in TINY_MODEL_OPTS]
 
 
+TINY_VIDEO_MODEL_OPTS = [
+    "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
+    "MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 16,
+    "MODEL.SWIN.EMBED_DIM", 16, "MODEL.SWIN.DEPTHS", "[1, 1, 1, 1]", "MODEL.SWIN.NUM_HEADS", "[1, 1, 2, 2]",
+    "MODEL.SWIN.WINDOW_SIZE", 4,
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM", 32, "MODEL.SEM_SEG_HEAD.MASK_DIM", 32,
+    "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", 1,
+    "MODEL.MASK_FORMER.HIDDEN_DIM", 32, "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", 6, "MODEL.MASK_FORMER.NHEADS", 2,
+    "MODEL.MASK_FORMER.DIM_FEEDFORWARD", 64, "MODEL.MASK_FORMER.DEC_LAYERS", 4,
+    "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 64, "MODEL.RANKSEG.HIDDEN_DIM", 64,
+]
+"""Overrides that shrink any configs/youtubevis_2019, configs/vspw or configs/synthetic video config (ResNet or
+Swin) to a randomly initialised toy VideoMaskFormer: for tests that need a whole video model, never for parameter
+counts."""
+
+
+@pytest.fixture
+def tiny_video_model_opts():
+    """``KEY VALUE`` overrides for a tiny VideoMaskFormer (+ RankSeg) from any video config."""
+    return [str(v) for v in TINY_VIDEO_MODEL_OPTS]
 @pytest.fixture
 def prepare_script():
     """Load ``datasets/<name>.py`` (a preparation script) as a module: ``prepare_script("prepare_x").main([...])``."""

@@ -118,6 +118,19 @@ def test_topk_larger_than_num_classes():
         validate_config(cfg)
 
 
+
+def test_video_meta_architecture_needs_the_video_decoder():
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "VideoMaskFormer"])
+    with pytest.raises(ConfigError, match="VideoMultiScaleMaskedTransformerDecoder"):
+        validate_config(cfg)
+    cfg.merge_from_list(["MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME", "VideoMultiScaleMaskedTransformerDecoder"])
+    validate_config(cfg)
+    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "MaskFormer"])
+    with pytest.raises(ConfigError, match="go together"):
+        validate_config(cfg)
+
+
 # Upstream RankSeg's Mask2Former config tree (openseg-group/RankSeg, mask2former/configs): every file must be here.
 UPSTREAM_CONFIGS = [
     "ade20k/panoptic-segmentation/Base-ADE20K-PanopticSegmentation.yaml",

@@ -169,6 +169,36 @@ def test_uncertain_points_are_the_most_uncertain_candidates():
         get_uncertain_point_coords_with_randomness(logits, calculate_uncertainty, 10, 0.5, 0.6)
 
 
+def test_clip_mask_losses_sum_frames_and_divide_by_tracks(monkeypatch):
+    """Constant masks sampled away from the borders (where bilinear sampling reads the zero padding) make the
+    point losses exact: each (track, frame) is one mask, and the sums are divided by the number of tracks (2),
+    not of masks (4), as upstream's video criterion does."""
+    import mask2former_rankseg.modeling.criterion as criterion_module
+
+    def interior_points(logits, uncertainty, num_points, *ratios):
+        assert logits.shape[:2] == (4, 1)  # one [1, h, w] mask per (track, frame)
+        return 0.2 + 0.6 * torch.rand(logits.shape[0], num_points, 2)
+
+    monkeypatch.setattr(criterion_module, "get_uncertain_point_coords_with_randomness", interior_points)
+    logit = {(0, 0): 2.0, (0, 1): -1.0, (1, 0): 0.5, (1, 1): -3.0}  # (track, frame) -> predicted logit
+    target = {(0, 0): 1.0, (0, 1): 0.0, (1, 0): 0.0, (1, 1): 1.0}
+    pred_masks = torch.zeros(1, 3, 2, 4, 4)  # [B, Q, T, h, w]; track n is predicted by query n + 1
+    target_masks = torch.zeros(2, 2, 16, 16)  # [N, T, H, W]
+    for (n, t), value in logit.items():
+        pred_masks[0, n + 1, t] = value
+        target_masks[n, t] = target[(n, t)]
+    matcher = FixedMatcher([(torch.tensor([1, 2]), torch.tensor([0, 1]))])
+    criterion = _criterion(matcher, losses=("masks",))
+    losses = criterion({"pred_logits": torch.zeros(1, 3, 4), "pred_masks": pred_masks},
+                       [{"labels": torch.tensor([0, 2]), "masks": target_masks}])
+    points = 64
+    bce = dice = 0.0
+    for key, x in logit.items():
+        y, p = target[key], 1 / (1 + math.exp(-x))
+        bce += -(y * math.log(p) + (1 - y) * math.log(1 - p))
+        dice += 1 - (2 * p * y * points + 1) / (p * points + y * points + 1)
+    assert losses["loss_mask"].item() == pytest.approx(bce / 2, rel=1e-5)
+    assert losses["loss_dice"].item() == pytest.approx(dice / 2, rel=1e-5)
 def test_sigmoid_focal_loss_by_hand():
     from mask2former_rankseg.modeling.criterion import sigmoid_focal_loss
 

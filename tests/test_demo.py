@@ -216,17 +216,18 @@ def test_no_output_and_no_gui_is_a_clear_usage_error(demo, tiny_model_opts, tmp_
     assert "give --output" in capsys.readouterr().err
 
 
-def test_video_config_reports_that_video_models_are_not_available(demo, capsys, tmp_path):
-    video = _write_video(tmp_path / "v.mp4", num_frames=2)
-    status = demo.main(["--config-file", str(YTVIS), "--video-input", str(video), "--output", str(tmp_path)])
-    assert status == demo.EXIT_USAGE
-    assert "video models (clip-level video instance and video semantic segmentation) are not available" in (
-        capsys.readouterr().err)
+def test_video_config_runs_the_clip_level_model(demo, tiny_video_model_opts, tmp_path):
+    video = _write_video(tmp_path / "v.mp4", num_frames=3)
+    out = tmp_path / "out"
+    opts = [*tiny_video_model_opts, "INPUT.MIN_SIZE_TEST", "64"]
+    assert _run(demo, YTVIS, opts, "--video-input", video, "--output", out) == 0
+    frames = _video_frames(out / "v.mp4")
+    assert len(frames) == 3 and frames[0].shape == (48, 64, 3)
 
 
 class _StubVideoPredictor:
-    """Stands in for VideoPredictor(cfg) until VideoMaskFormer lands: two tracks, one moving right, and a label
-    map per frame, in the documented clip-output form."""
+    """Stands in for VideoPredictor(cfg): two tracks, one moving right, and a label map per frame, in the
+    documented clip-output form."""
 
     calls = []
 
@@ -250,11 +251,11 @@ class _StubVideoPredictor:
 def test_clip_level_video_model_hook(demo, tiny_model_opts, tmp_path, monkeypatch):
     """The path a VideoMaskFormer config takes: one forward pass over the clip, then per-frame drawing."""
     monkeypatch.setattr(demo, "VideoPredictor", _StubVideoPredictor)
-    monkeypatch.setattr(demo, "check_model_available", lambda cfg: None)
     _StubVideoPredictor.calls = []
     video = _write_video(tmp_path / "v.mp4", num_frames=4)
     out = tmp_path / "out"
-    opts = [*tiny_model_opts, "MODEL.META_ARCHITECTURE", "VideoMaskFormer"]
+    opts = [*tiny_model_opts, "MODEL.META_ARCHITECTURE", "VideoMaskFormer",
+            "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME", "VideoMultiScaleMaskedTransformerDecoder"]
     assert _run(demo, SYNTHETIC_RANKSEG, opts, "--video-input", video, "--output", out, "--save-json") == 0
     assert _StubVideoPredictor.calls == [(4, "RGB")]                   # the whole clip at once
     frames = _video_frames(out / "v.mp4")

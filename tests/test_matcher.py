@@ -91,6 +91,32 @@ def test_non_finite_predictions_and_missing_points_are_clear_errors():
     assert dict(zip(rows.tolist(), cols.tolist())) == {0: 1, 1: 2, 2: 0}
 
 
+def test_clip_matching_uses_every_frame():
+    """Target A is the left half in frame 0 and the right half in frame 1; B the other way round. Query 0 is
+    exactly A in frame 0 but wrong in frame 1; query 2 is A in frame 1 and nearly A in frame 0; query 1 is B.
+    Frame 0 alone matches A to query 0; the clip (both frames) matches A to query 2."""
+    left = torch.zeros(8, 8)
+    left[:, :4] = 1
+    right = 1 - left
+    targets = [{"labels": torch.tensor([0, 1]), "masks": torch.stack([torch.stack([left, right]),
+                                                                      torch.stack([right, left])])}]  # [M, T, H, W]
+    nearly_left = left.clone()
+    nearly_left[:, 3] = 0
+    pred = torch.stack([torch.stack([left, left]), torch.stack([right, left]), torch.stack([nearly_left, right])])
+    outputs = {"pred_logits": torch.zeros(1, 3, 3), "pred_masks": ((pred * 2 - 1) * 10)[None]}  # [B, Q, T, H, W]
+    matcher = HungarianMatcher(cost_class=1.0, cost_mask=5.0, cost_dice=5.0, num_points=500)
+    (rows, cols), = matcher(outputs, targets)
+    assert dict(zip(cols.tolist(), rows.tolist())) == {0: 2, 1: 1}
+    frame0 = {"pred_logits": outputs["pred_logits"], "pred_masks": outputs["pred_masks"][:, :, 0]}
+    (rows, cols), = matcher(frame0, [{"labels": targets[0]["labels"], "masks": targets[0]["masks"][:, 0]}])
+    assert dict(zip(cols.tolist(), rows.tolist())) == {0: 0, 1: 1}
+
+
+def test_clip_masks_with_image_targets_are_a_clear_error():
+    matcher = HungarianMatcher(1, 1, 1, num_points=16)
+    outputs = {"pred_logits": torch.zeros(1, 2, 3), "pred_masks": torch.zeros(1, 2, 3, 8, 8)}
+    with pytest.raises(ValueError, match="frame axes"):
+        matcher(outputs, [{"labels": torch.tensor([0]), "masks": torch.zeros(1, 8, 8)}])
 def test_full_mask_focal_cost_by_hand_and_recovers_a_permutation():
     """MaskFormer's cost: mean pixel focal loss on whole masks, targets resized (nearest) to the predictions."""
     from mask2former_rankseg.modeling.criterion import sigmoid_focal_loss

@@ -117,18 +117,24 @@ def test_bad_images_and_configs_are_refused(tiny_model_opts):
         VideoPredictor(_cfg(SYNTHETIC_RANKSEG, tiny_model_opts))
 
 
-def test_video_config_says_video_models_are_not_available():
+def test_video_configs_build_the_clip_level_model():
     cfg = get_cfg()
     cfg.merge_from_file(str(YTVIS))
-    with pytest.raises(ModelUnavailableError, match="video models .* are not available in this version"):
-        check_model_available(cfg)
+    check_model_available(cfg)  # VideoMaskFormer is registered
     with pytest.raises(ConfigError, match="is a video model; use VideoPredictor"):
         Predictor(cfg)
-    with pytest.raises(ModelUnavailableError, match="VideoMaskFormer"):
-        VideoPredictor(cfg)
     cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "NoSuchNet"])
     with pytest.raises(ModelUnavailableError, match="'NoSuchNet' is not a registered model; registered: .*MaskFormer"):
         check_model_available(cfg)
+
+
+def test_video_predictor_runs_video_maskformer_at_the_clip_size(tiny_video_model_opts):
+    cfg = _cfg(YTVIS, tiny_video_model_opts, "INPUT.MIN_SIZE_TEST", 64)
+    frames = [_image(48, 96, seed=t) for t in range(3)]
+    out = VideoPredictor(cfg)(frames)
+    assert out["image_size"] == (48, 96)
+    assert len(out["pred_scores"]) == len(out["pred_labels"]) == len(out["pred_masks"]) == 10
+    assert all(m.shape == (3, 48, 96) and m.dtype == torch.bool for m in out["pred_masks"])
 
 
 class _StubClipModel(torch.nn.Module):

@@ -129,3 +129,30 @@ def test_synthetic_video_configs_match_their_datasets(name, kind):
     assert ("rankseg" in name) == cfg.MODEL.RANKSEG.FLAG
     if cfg.MODEL.RANKSEG.FLAG:
         assert cfg.MODEL.RANKSEG.TOPK == 48 and cfg.MODEL.SEM_SEG_HEAD.USE_LAYERNORM
+
+
+@pytest.mark.parametrize("config,train,test,metric", [
+    ("synthetic/video_maskformer2_R18_synthetic-rankseg.yaml", "synthetic_ytvis_train", "synthetic_ytvis_val", "segm"),
+    ("synthetic/video_maskformer2_R18_synthetic_vspw-rankseg.yaml", "synthetic_vspw_train", "synthetic_vspw_val",
+     "sem_seg"),
+])
+def test_video_model_trains_on_mapper_clips_and_feeds_the_evaluator(small_datasets, tiny_video_model_opts, config,
+                                                                     train, test, metric):
+    """The mappers' clips are what VideoMaskFormer trains on, and its outputs are what the evaluators read."""
+    from mask2former_rankseg.modeling import build_model
+
+    cfg = _cfg(config, train, test, small_datasets)
+    cfg.merge_from_list(tiny_video_model_opts)
+    model = build_model(cfg).train()
+    losses = model(next(iter(Trainer.build_train_loader(cfg))))
+    assert "loss_ml" in losses and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    model.eval()
+    loader = Trainer.build_test_loader(cfg, test)  # first, as Trainer.test: it resolves the dataset's paths
+    evaluator = Trainer.build_evaluator(cfg, test)
+    evaluator.reset()
+    with torch.no_grad():
+        for inputs in loader:
+            evaluator.process(inputs, model(inputs))
+    metrics = evaluator.evaluate()[metric]
+    assert all(np.isfinite(metrics[k]) for k in (("AP", "AR10") if metric == "segm" else ("mIoU", "VC8")))

@@ -5,6 +5,8 @@
     python tools/benchmark.py msda --device cuda --dtypes float32 bfloat16 --sizes 512 1024
     python tools/benchmark.py ade20k-full               # 847-class inference memory/time, RankSeg on and off
 
+    python tools/benchmark.py video --frames 24 --windows 0 8  # VideoMaskFormer inference memory vs window
+
 ``msda`` times multi-scale deformable attention at the shapes a Mask2Former pixel decoder sees for a
 square input of each ``--sizes`` (levels at strides 8/16/32, every position a query, 8 heads, 4 points,
 dim 256; each query samples a few pixels around its own position): forward alone (no autograd) and
@@ -12,6 +14,10 @@ forward + backward (gradients for value, locations and weights), median over ``-
 ``--warmup`` runs. Each case runs in a fresh process so its
 peak memory is its own: on CUDA the peak allocated beyond the inputs, on CPU the growth of the peak
 resident set beyond the inputs.
+
+``video`` runs VideoMaskFormer inference (random weights) on one random video of ``--frames`` frames of
+``--size`` pixels for each ``--windows`` value (MODEL.MASK_FORMER.TEST.WINDOW_SIZE; 0 = all frames in one
+backbone pass), each in a fresh process: wall time of one run and peak memory beyond the model and the frames.
 
 ``ade20k-full`` runs Mask2Former R50 (upstream's ADE20K semantic config with 847 classes, random weights) on
 one ``--size`` x ``--size`` image, with RankSeg off and on (``--topk``), through the semantic path as it was
@@ -100,6 +106,22 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _memory_mark(device: str) -> float:
+    """Start a peak-memory measurement: on CUDA the allocated bytes (peak reset), on CPU the peak RSS (MiB)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    return _peak_rss_mib()
+
+
+def _memory_peak(device: str, mark: float) -> float:
+    """MiB of peak memory beyond ``mark`` (see :func:`_memory_mark`)."""
+    _synchronize(device)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else _peak_rss_mib()
+    return peak - mark
+
+
 def _msda_case(case: Dict) -> Dict:
     """One (backend, size, dtype) measurement; runs in its own process."""
     from mask2former_rankseg.ops import ms_deform_attn
@@ -122,15 +144,9 @@ def _msda_case(case: Dict) -> Dict:
         out.backward(grad_output)
 
     cuda = device.startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        base = _peak_rss_mib()
+    mark = _memory_mark(device)
     forward_backward()  # the peak is taken over one forward + backward
-    _synchronize(device)
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else _peak_rss_mib() - base
+    peak = _memory_peak(device, mark)
     result = dict(case)
     result.update(
         queries=int(locations.shape[1]),
@@ -182,6 +198,48 @@ def run_msda(args: argparse.Namespace) -> Dict:
           f"{MSDA_HEADS} heads, {MSDA_POINTS} points, dim {MSDA_DIM}); peak: {rows[0]['peak_kind']}")
     print(_format_table(rows, columns))
     return {"benchmark": "msda", "environment": _environment(device, threads), "results": rows}
+
+
+def _video_case(case: Dict) -> Dict:
+    """One VideoMaskFormer inference on a random video with one window size; runs in its own process."""
+    from mask2former_rankseg.config import get_cfg
+    from mask2former_rankseg.modeling import build_model
+
+    torch.set_num_threads(case["threads"])
+    device = case["device"]
+    cfg = get_cfg()
+    cfg.merge_from_file(case["config"])
+    cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.MASK_FORMER.TEST.WINDOW_SIZE", case["window"]])
+    model = build_model(cfg).to(device).eval()
+    height, width = case["size"]
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g) for _ in range(case["frames"])]
+    video = {"image": frames, "height": height, "width": width, "video_id": 0}
+    cuda = device.startswith("cuda")
+    mark = _memory_mark(device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        model([video])
+    peak = _memory_peak(device, mark)
+    seconds = time.perf_counter() - start
+    result = dict(case, size=f"{height}x{width}", seconds=seconds, peak_mib=peak,
+                  peak_kind="allocated beyond model and frames" if cuda else "peak RSS growth beyond model and frames")
+    return result
+
+
+def run_video(args: argparse.Namespace) -> Dict:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = args.threads or torch.get_num_threads()
+    rows = []
+    for window in args.windows:
+        case = dict(config=str(args.config), frames=args.frames, size=tuple(args.size), window=window, device=device,
+                    threads=threads)
+        logger.info("video: %s", case)
+        rows.append(_run_isolated(_video_case, case))
+    print(f"VideoMaskFormer inference on {device} ({threads} threads), {args.config}, {args.frames} frames of "
+          f"{rows[0]['size']}; peak: {rows[0]['peak_kind']}")
+    print(_format_table(rows, ["window", "frames", "size", "seconds", "peak_mib"]))
+    return {"benchmark": "video", "environment": _environment(device, threads), "results": rows}
 
 
 ADE20K_FULL_CONFIG = (Path(__file__).resolve().parents[1] / "configs" / "ade20k" / "semantic-segmentation"
@@ -352,6 +410,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     msda.add_argument("--warmup", type=int, default=2)
     msda.add_argument("--repeats", type=int, default=5)
     msda.add_argument("--json", type=Path, default=Path("output/benchmarks/msda.json"), help="where to write results")
+    video = sub.add_parser("video", help="VideoMaskFormer inference memory and time against the window size")
+    video.add_argument("--config", type=Path,
+                       default=Path("configs/youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml"))
+    video.add_argument("--frames", type=int, default=24)
+    video.add_argument("--size", type=int, nargs=2, default=[360, 640], metavar=("H", "W"))
+    video.add_argument("--windows", type=int, nargs="+", default=[0, 8], help="WINDOW_SIZE values (0: one pass)")
+    video.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    video.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    video.add_argument("--json", type=Path, default=Path("output/benchmarks/video.json"), help="where to write results")
     full = sub.add_parser("ade20k-full", help="847-class Mask2Former inference memory and time, RankSeg on/off")
     full.add_argument("--size", type=int, default=512, help="square input size in pixels")
     full.add_argument("--topk", type=int, default=50, help="RankSeg's TOPK for the RankSeg cases")
@@ -363,7 +430,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help="where to write results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    data = run_msda(args) if args.benchmark == "msda" else run_ade20k_full(args)
+    runners = {"msda": run_msda, "video": run_video, "ade20k-full": run_ade20k_full}
+    data = runners[args.benchmark](args)
     _write_json(data, args.json)
     print(f"wrote {args.json}")
     return 0

@@ -372,8 +372,13 @@ def add_package_config(cfg: CN) -> None:
     (Mask2Former: BCE + dice on ``TRAIN_NUM_POINTS`` sampled points; the default, so Mask2Former's configs mean
     what they mean upstream) or ``"full_mask_focal"`` (MaskFormer: sigmoid focal loss + dice on whole masks; set by
     the ``configs/maskformer/`` files).
+
+    ``MODEL.MASK_FORMER.TEST.WINDOW_SIZE``: frames per backbone + pixel-decoder pass when VideoMaskFormer runs
+    inference on a whole video (the transformer decoder still sees every frame; <= 0: all frames in one pass,
+    as upstream).
     """
     cfg.MODEL.MASK_FORMER.MASK_LOSS = "point_sampled_bce"
+    cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
 
 
 def get_cfg() -> CN:

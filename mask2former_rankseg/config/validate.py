@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .config import ConfigError
 
+VIDEO_DECODER = "VideoMultiScaleMaskedTransformerDecoder"
+
 RANKSEG_QUERY_LAYERS = 3
 """The multi-label head reads the queries of the 3rd decoder layer."""
 _MASK_FORMER_INPUTS = {
@@ -14,7 +16,7 @@ _MASK_FORMER_INPUTS = {
 
 def _decoder_layers(mf) -> int:
     """Transformer layers of the decoder: DEC_LAYERS counts the learnable queries' prediction in Mask2Former's
-    masked decoder, not in MaskFormer's standard one."""
+    masked decoders (image and video), not in MaskFormer's standard one."""
     return mf.DEC_LAYERS if mf.TRANSFORMER_DECODER_NAME == "StandardTransformerDecoder" else mf.DEC_LAYERS - 1
 
 
@@ -37,13 +39,22 @@ def validate_config(cfg) -> None:
                 "shared."
             )
         mf = cfg.MODEL.MASK_FORMER
-        if cfg.MODEL.META_ARCHITECTURE == "MaskFormer" and _decoder_layers(mf) < RANKSEG_QUERY_LAYERS:
+        if (cfg.MODEL.META_ARCHITECTURE in ("MaskFormer", "VideoMaskFormer")
+                and _decoder_layers(mf) < RANKSEG_QUERY_LAYERS):
             minimum = mf.DEC_LAYERS - _decoder_layers(mf) + RANKSEG_QUERY_LAYERS
             raise ConfigError(
                 f"MODEL.MASK_FORMER.DEC_LAYERS={mf.DEC_LAYERS} is too small for RankSeg with "
                 f"{mf.TRANSFORMER_DECODER_NAME}: the multi-label head reads the 3rd decoder layer; use "
                 f"DEC_LAYERS >= {minimum}."
             )
+    video_arch = cfg.MODEL.META_ARCHITECTURE == "VideoMaskFormer"
+    video_decoder = cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME == VIDEO_DECODER
+    if video_arch != video_decoder and cfg.MODEL.META_ARCHITECTURE in ("MaskFormer", "VideoMaskFormer"):
+        raise ConfigError(
+            f"MODEL.META_ARCHITECTURE={cfg.MODEL.META_ARCHITECTURE!r} with MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME="
+            f"{cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME!r}: the video meta-architecture and the video decoder "
+            f"({VIDEO_DECODER!r}) go together; use both (video configs) or neither."
+        )
     if cfg.MODEL.META_ARCHITECTURE == "MaskFormer":
         _check_decoder_input(cfg.MODEL.MASK_FORMER)
     if cfg.SOLVER.IMS_PER_BATCH <= 0:

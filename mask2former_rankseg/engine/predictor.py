@@ -49,13 +49,6 @@ def check_model_available(cfg) -> None:
     name = cfg.MODEL.META_ARCHITECTURE
     if name in META_ARCH_REGISTRY:
         return
-    if name in VIDEO_META_ARCHITECTURES:
-        raise ModelUnavailableError(
-            f"MODEL.META_ARCHITECTURE={name!r}: video models (clip-level video instance and video semantic "
-            "segmentation) are not available in this version of mask2former_rankseg yet. Use an image config "
-            "(configs/ade20k, configs/coco, configs/synthetic); the demo runs image models on videos frame by "
-            "frame."
-        )
     registered = sorted(n for n, _ in META_ARCH_REGISTRY)
     raise ModelUnavailableError(f"MODEL.META_ARCHITECTURE={name!r} is not a registered model; registered: "
                                 f"{', '.join(registered)}.")

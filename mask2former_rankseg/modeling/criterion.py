@@ -111,11 +111,23 @@ class SetCriterion(nn.Module):
         sizes are zero-padded (bottom/right) to a common size first, as upstream's ``nested_tensor_from_tensor_list``
         does. Point-sampled BCE samples both at the same normalised coordinates, ``num_points`` per mask, biased to
         uncertain prediction points; full-mask focal upsamples the predictions to the target size.
+
+        Clips: with ``pred_masks`` [B, Q, T, h, w] and target ``masks`` [N, T, H, W] every frame of a matched
+        pair is one mask (with its own points, for point-sampled BCE), as Video Mask2Former's loss: the losses
+        are summed over the frames and still divided by ``num_masks``, the number of tracks.
         """
         batch_idx, query_idx = _src_permutation(indices)
-        src_masks = outputs["pred_masks"][batch_idx, query_idx][:, None].float()  # [N, 1, h, w]
+        src_masks = outputs["pred_masks"][batch_idx, query_idx].float()  # [N, h, w] or [N, T, h, w]
         target_masks = _pad_to_common_size([t["masks"] for t in targets])
-        target_masks = torch.cat([m[j] for m, (_, j) in zip(target_masks, indices)]).to(src_masks)[:, None]
+        target_masks = torch.cat([m[j] for m, (_, j) in zip(target_masks, indices)]).to(src_masks)
+        if target_masks.shape[:-2] != src_masks.shape[:-2]:
+            raise ValueError(
+                f"SetCriterion: matched predicted masks {tuple(src_masks.shape)} and target masks "
+                f"{tuple(target_masks.shape)} differ in their frame axes (images: [N, H, W]; clips: [N, T, H, W])."
+            )
+        # one mask per (pair, frame): [N*F, 1, h, w]
+        src_masks = src_masks.reshape(-1, 1, *src_masks.shape[-2:])
+        target_masks = target_masks.reshape(-1, 1, *target_masks.shape[-2:])
         if src_masks.shape[0] == 0:
             zero = outputs["pred_masks"].sum() * 0.0
             return {"loss_mask": zero, "loss_dice": zero}
@@ -182,7 +194,7 @@ class SetCriterion(nn.Module):
 
 
 def _pad_to_common_size(masks: List[torch.Tensor]) -> List[torch.Tensor]:
-    """Zero-pad per-image masks [N_b, H_b, W_b] (bottom/right) to the largest H and W of the batch."""
+    """Zero-pad per-image masks [N_b, (T,) H_b, W_b] (bottom/right) to the largest H and W of the batch."""
     h = max(m.shape[-2] for m in masks)
     w = max(m.shape[-1] for m in masks)
     if all(m.shape[-2:] == (h, w) for m in masks):

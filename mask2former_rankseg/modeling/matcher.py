@@ -66,6 +66,10 @@ class HungarianMatcher(nn.Module):
     (``"full_mask_focal"``, MaskFormer) the mean sigmoid focal loss on whole masks, the targets resized
     (nearest) to the predictions' resolution.
 
+    Clips (Video Mask2Former's matcher): with masks [Q, T, H, W] the same points are sampled in every frame
+    and the mask costs are taken over all T x ``num_points`` samples (or all T x h x w pixels), so a query is
+    matched to a track for the whole clip.
+
     Args:
         cost_class, cost_mask, cost_dice: weights of the three costs (not all 0).
         num_points: points sampled per image for the point-sampled costs (must be > 0 when a mask cost is used;
@@ -89,8 +93,9 @@ class HungarianMatcher(nn.Module):
                 ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """
         Args:
-            outputs: "pred_logits" [B, Q, C+1], "pred_masks" [B, Q, H, W].
-            targets: per image "labels" [M] (indices into the logits' class axis), "masks" [M, H', W'].
+            outputs: "pred_logits" [B, Q, C+1], "pred_masks" [B, Q, H, W] (images) or [B, Q, T, H, W] (clips).
+            targets: per image or clip "labels" [M] (indices into the logits' class axis), "masks" [M, H', W']
+                or [M, T, H', W'].
         Returns:
             per image (query indices, target indices), int64, of length min(Q, M).
         """
@@ -112,7 +117,7 @@ class HungarianMatcher(nn.Module):
                 prob = logits[b].float().softmax(-1)
                 cost = self.cost_class * -prob[:, labels]  # [Q, M]
                 if self.cost_mask != 0 or self.cost_dice != 0:
-                    out_flat, tgt_flat = self._flatten_masks(masks[b].float(), targets[b]["masks"])
+                    out_flat, tgt_flat = self._flatten_masks(masks[b].float(), targets[b]["masks"], b)
                     mask_cost = (batch_sigmoid_ce_cost if self.mask_loss == POINT_SAMPLED_BCE
                                  else batch_sigmoid_focal_cost)(out_flat, tgt_flat)
                     cost = self.cost_mask * mask_cost + cost + self.cost_dice * batch_dice_cost(out_flat, tgt_flat)
@@ -127,14 +132,23 @@ class HungarianMatcher(nn.Module):
             indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
         return indices
 
-    def _flatten_masks(self, out_mask: torch.Tensor, tgt_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Predicted [Q, h, w] and target [M, H, W] masks -> [Q, P] logits and [M, P] 0/1 values at the same
-        P positions: random points (point-sampled BCE) or every pixel at the prediction's resolution."""
-        tgt_mask = tgt_mask.to(out_mask)[:, None]  # [M, 1, H, W]
+    def _flatten_masks(self, out_mask: torch.Tensor, tgt_mask: torch.Tensor, index: int
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Predicted [Q, *F, h, w] and target [M, *F, H, W] masks (F: no axis, or T frames) -> [Q, F*P] logits
+        and [M, F*P] 0/1 values at the same P positions of every frame: random points (point-sampled BCE) or
+        every pixel at the prediction's resolution (full-mask focal)."""
+        if out_mask.dim() != tgt_mask.dim() or out_mask.shape[1:-2] != tgt_mask.shape[1:-2]:
+            raise ValueError(
+                f"HungarianMatcher: predicted masks {tuple(out_mask.shape)} and target masks "
+                f"{tuple(tgt_mask.shape)} of item {index} differ in their frame axes (expected [Q, H, W] with "
+                "[M, H, W], or [Q, T, H, W] with [M, T, H, W])."
+            )
+        out_mask = out_mask.reshape(out_mask.shape[0], -1, *out_mask.shape[-2:])  # [Q, F, h, w]
+        tgt_mask = tgt_mask.to(out_mask).reshape(tgt_mask.shape[0], -1, *tgt_mask.shape[-2:])  # [M, F, H, W]
         if self.mask_loss == FULL_MASK_FOCAL:
             tgt_mask = F.interpolate(tgt_mask, size=out_mask.shape[-2:], mode="nearest")
             return out_mask.flatten(1), tgt_mask.flatten(1)
         coords = torch.rand(1, self.num_points, 2, device=out_mask.device)
-        tgt_points = point_sample(tgt_mask, coords.expand(tgt_mask.shape[0], -1, -1)).squeeze(1)
-        out_points = point_sample(out_mask[:, None], coords.expand(out_mask.shape[0], -1, -1)).squeeze(1)
+        tgt_points = point_sample(tgt_mask, coords.expand(tgt_mask.shape[0], -1, -1)).flatten(1)
+        out_points = point_sample(out_mask, coords.expand(out_mask.shape[0], -1, -1)).flatten(1)
         return out_points, tgt_points

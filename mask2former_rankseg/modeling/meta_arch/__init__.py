@@ -4,13 +4,18 @@ from .grouped_scores import GroupedScores
 from .mask_former_head import MaskFormerHead
 from .maskformer import MaskFormer
 from .postprocess import instance_inference, panoptic_inference, semantic_inference, semantic_labels
+from .video_maskformer import VideoMaskFormer
+from .video_postprocess import video_instance_inference, video_semantic_inference
 
 __all__ = [
     "GroupedScores",
     "MaskFormer",
     "MaskFormerHead",
+    "VideoMaskFormer",
     "instance_inference",
     "panoptic_inference",
     "semantic_inference",
     "semantic_labels",
+    "video_instance_inference",
+    "video_semantic_inference",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -66,10 +66,16 @@ class MaskFormerHead(nn.Module):
             common_stride=head.COMMON_STRIDE,
         )
 
-    def forward(self, features: Dict[str, torch.Tensor], mask: Optional[torch.Tensor] = None) -> Dict:
+    def pixel_features(self, features: Dict[str, torch.Tensor]) -> Tuple[object, torch.Tensor]:
+        """The pixel decoder's part: (what the predictor reads, ``mask_features`` [N, MASK_DIM, H/4, W/4]).
+
+        The predictor's input is a list of 3 maps [N, C, h_l, w_l] for "multi_scale_pixel_decoder", else one
+        map. Every output row depends on its own image only, so a video can be run through this in chunks of
+        frames and the results concatenated.
+        """
         mask_features, encoder_features, multi_scale_features = self.pixel_decoder.forward_features(features)
         if self.transformer_in_feature == "multi_scale_pixel_decoder":
-            return self.predictor(multi_scale_features, mask_features, mask)
+            return multi_scale_features, mask_features
         if self.transformer_in_feature == "transformer_encoder":
             if encoder_features is None:
                 raise ValueError(
@@ -77,7 +83,13 @@ class MaskFormerHead(nn.Module):
                     f"transformer encoder, but {type(self.pixel_decoder).__name__} has none; use "
                     "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME 'TransformerEncoderPixelDecoder'."
                 )
-            return self.predictor(encoder_features, mask_features, mask)
+            return encoder_features, mask_features
         if self.transformer_in_feature == "pixel_embedding":
-            return self.predictor(mask_features, mask_features, mask)
-        return self.predictor(features[self.transformer_in_feature], mask_features, mask)
+            return mask_features, mask_features
+        return features[self.transformer_in_feature], mask_features
+
+    def forward(self, features: Dict[str, torch.Tensor], mask: Optional[torch.Tensor] = None,
+                **predictor_kwargs) -> Dict:
+        """Pixel decoder then predictor; ``predictor_kwargs`` go to the predictor (e.g. ``num_frames``)."""
+        predictor_input, mask_features = self.pixel_features(features)
+        return self.predictor(predictor_input, mask_features, mask, **predictor_kwargs)

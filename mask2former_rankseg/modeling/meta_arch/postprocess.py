@@ -29,9 +29,12 @@ SEMANTIC_LABELS_CHUNK_ELEMENTS = 2**24
 
 
 def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
-    """Per-pixel class scores: [K, H, W] = sum_q softmax(mask_cls)[q, :K] * sigmoid(mask_pred)[q]."""
+    """Per-pixel class scores: [K, H, W] = sum_q softmax(mask_cls)[q, :K] * sigmoid(mask_pred)[q].
+
+    ``mask_pred`` may carry more axes after Q (e.g. [Q, T, H, W] for a clip -> [K, T, H, W]).
+    """
     probs = F.softmax(mask_cls, dim=-1)[..., :-1]
-    return torch.einsum("qc,qhw->chw", probs, mask_pred.sigmoid())
+    return torch.einsum("qc,q...->c...", probs, mask_pred.sigmoid())
 
 
 def class_groups(probs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -2,6 +2,13 @@
 
 from .mask2former_transformer_decoder import MultiScaleMaskedTransformerDecoder
 from .maskformer_transformer_decoder import StandardTransformerDecoder
-from .position_encoding import PositionEmbeddingSine
+from .position_encoding import PositionEmbeddingSine, PositionEmbeddingSine3D
+from .video_mask2former_transformer_decoder import VideoMultiScaleMaskedTransformerDecoder
 
-__all__ = ["MultiScaleMaskedTransformerDecoder", "PositionEmbeddingSine", "StandardTransformerDecoder"]
+__all__ = [
+    "MultiScaleMaskedTransformerDecoder",
+    "PositionEmbeddingSine",
+    "PositionEmbeddingSine3D",
+    "StandardTransformerDecoder",
+    "VideoMultiScaleMaskedTransformerDecoder",
+]

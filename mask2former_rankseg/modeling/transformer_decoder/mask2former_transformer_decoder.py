@@ -90,18 +90,22 @@ def _xavier_init(module: nn.Module) -> None:
 
 
 def _make_attn_mask(mask_logits: torch.Tensor, target_size, num_heads: int) -> torch.Tensor:
-    """Masked-attention mask from predicted masks.
+    """Masked-attention mask from predicted masks, for images or clips.
 
     Args:
-        mask_logits: [B, Q, H, W] predicted mask logits.
+        mask_logits: [B, Q, H, W] (images) or [B, Q, T, H, W] (clips) predicted mask logits.
         target_size: (h, w) of the level attended next.
         num_heads: attention heads.
     Returns:
-        [B * heads, Q, h*w] bool, True where attention is blocked (sigmoid < 0.5). A query whose row
-        would be fully blocked attends everywhere instead.
+        [B * heads, Q, h*w] (images) or [B * heads, Q, T*h*w] (clips, frame-major like the memory) bool, True
+        where attention is blocked (sigmoid < 0.5). A query whose row would be fully blocked attends everywhere
+        instead.
     """
-    resized = F.interpolate(mask_logits, size=target_size, mode="bilinear", align_corners=False)
-    blocked = resized.flatten(2) < 0.0  # sigmoid(x) < 0.5  <=>  x < 0
+    b, q = mask_logits.shape[:2]
+    # [B, Q, H, W] stays as it is; [B, Q, T, H, W] -> [B*Q, T, H, W] (frames as channels)
+    resized = F.interpolate(mask_logits.reshape(-1, *mask_logits.shape[-3:]), size=target_size, mode="bilinear",
+                            align_corners=False)
+    blocked = resized.reshape(b, q, -1) < 0.0  # sigmoid(x) < 0.5  <=>  x < 0
     blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
     return blocked.unsqueeze(1).expand(-1, num_heads, -1, -1).flatten(0, 1).detach()
 
@@ -166,12 +170,15 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_classification: bool = True
                     ) -> MultiScaleMaskedTransformerDecoder:
+        return cls(in_channels, mask_classification, **cls._config_kwargs(cfg))
+
+    @staticmethod
+    def _config_kwargs(cfg) -> Dict[str, object]:
+        """The keyword arguments of ``__init__`` read from MODEL.MASK_FORMER and MODEL.SEM_SEG_HEAD."""
         mf = cfg.MODEL.MASK_FORMER
         if mf.DEC_LAYERS < 1:
             raise ValueError(f"MODEL.MASK_FORMER.DEC_LAYERS={mf.DEC_LAYERS} must be >= 1.")
-        return cls(
-            in_channels,
-            mask_classification,
+        return dict(
             num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             hidden_dim=mf.HIDDEN_DIM,
             num_queries=mf.NUM_OBJECT_QUERIES,
@@ -209,23 +216,37 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             pred_logits [B, Q, K+1], pred_masks [B, Q, H, W], aux_outputs (the earlier predictions),
             query_feature (raw output [Q, B, C] of every decoder layer).
         """
-        if len(x) != self.num_feature_levels:
-            raise ValueError(f"Expected {self.num_feature_levels} feature levels, got {len(x)}.")
+        self._check_levels(x)
         src, pos, sizes = [], [], []
         for i in range(self.num_feature_levels):
             sizes.append(x[i].shape[-2:])
             pos.append(self.pe_layer(x[i]).flatten(2).permute(2, 0, 1))
-            level = self.input_proj[i](x[i]).flatten(2) + self.level_embed.weight[i][None, :, None]
-            src.append(level.permute(2, 0, 1))  # [HW, B, C]
+            src.append(self._project(x[i], i).permute(2, 0, 1))  # [HW, B, C]
+        return self._decode(src, pos, sizes, mask_features)
+
+    def _check_levels(self, x: List[torch.Tensor]) -> None:
+        if len(x) != self.num_feature_levels:
+            raise ValueError(f"Expected {self.num_feature_levels} feature levels, got {len(x)}.")
+
+    def _project(self, feature: torch.Tensor, level: int) -> torch.Tensor:
+        """[N, C_in, h, w] -> [N, hidden, h*w]: input projection plus the level embedding."""
+        return self.input_proj[level](feature).flatten(2) + self.level_embed.weight[level][None, :, None]
+
+    def _decode(self, src: List[torch.Tensor], pos: List[torch.Tensor], sizes: List, mask_features: torch.Tensor,
+                keep_aux_masks: bool = True) -> Dict[str, object]:
+        """The decoder layers on the flattened memory ``src``/``pos`` ([L, B, C] per level; ``sizes`` their
+        (h, w)); predictions after the learnable queries and after every layer. Without ``keep_aux_masks`` the
+        auxiliary predictions hold ``pred_logits`` only (their masks are freed as soon as the next layer's
+        attention mask is made)."""
         batch = src[0].shape[1]
         query_embed = self.query_embed.weight.unsqueeze(1).expand(-1, batch, -1)
         output = self.query_feat.weight.unsqueeze(1).expand(-1, batch, -1)
 
         classes, masks, query_features = [], [], []
         outputs_class, outputs_mask, attn_mask = self.forward_prediction_heads(output, mask_features, sizes[0])
-        classes.append(outputs_class)
-        masks.append(outputs_mask)
         for i in range(self.num_layers):
+            classes.append(outputs_class)
+            masks.append(outputs_mask if keep_aux_masks else None)
             level = i % self.num_feature_levels
             output = self.transformer_cross_attention_layers[i](
                 output, src[level], memory_mask=attn_mask, pos=pos[level], query_pos=query_embed
@@ -236,24 +257,29 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             outputs_class, outputs_mask, attn_mask = self.forward_prediction_heads(
                 output, mask_features, None if last else sizes[(i + 1) % self.num_feature_levels]
             )
-            classes.append(outputs_class)
-            masks.append(outputs_mask)
             query_features.append(output)
 
+        aux_outputs = [{"pred_logits": c} if m is None else {"pred_logits": c, "pred_masks": m}
+                       for c, m in zip(classes, masks)]
         return {
-            "pred_logits": classes[-1],
-            "pred_masks": masks[-1],
-            "aux_outputs": [{"pred_logits": c, "pred_masks": m} for c, m in zip(classes[:-1], masks[:-1])],
+            "pred_logits": outputs_class,
+            "pred_masks": outputs_mask,
+            "aux_outputs": aux_outputs,
             "query_feature": query_features,
         }
 
     def forward_prediction_heads(self, output: torch.Tensor, mask_features: torch.Tensor, attn_mask_target_size):
-        """Class logits [B, Q, K+1], mask logits [B, Q, H, W] and the next layer's attention mask (or None)."""
+        """Class logits [B, Q, K+1], mask logits (see ``_mask_logits``) and the next layer's attention mask (or
+        None)."""
         decoder_output = self.decoder_norm(output).transpose(0, 1)  # [B, Q, C]
         outputs_class = class_logits(decoder_output, self.class_embed, self.norm)
-        mask_embed = self.mask_embed(decoder_output)
-        outputs_mask = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
+        outputs_mask = self._mask_logits(self.mask_embed(decoder_output), mask_features)
         attn_mask = None
         if attn_mask_target_size is not None:
             attn_mask = _make_attn_mask(outputs_mask, attn_mask_target_size, self.num_heads)
         return outputs_class, outputs_mask, attn_mask
+
+    @staticmethod
+    def _mask_logits(mask_embed: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
+        """mask_embed [B, Q, D] . mask_features [B, D, H, W] -> [B, Q, H, W]."""
+        return torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
