@@ -225,6 +225,61 @@ def test_video_config_runs_the_clip_level_model(demo, tiny_video_model_opts, tmp
     assert len(frames) == 3 and frames[0].shape == (48, 64, 3)
 
 
+def _write_moving_square_video(path, num_frames, height=48, width=64):
+    """A red square moving right over grey: something for a random model's tracks to follow."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (width, height), True)
+    for t in range(num_frames):
+        frame = np.full((height, width, 3), 120, np.uint8)
+        frame[10:30, 5 + 4 * t:25 + 4 * t] = (40, 40, 200)  # BGR
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_video_rankseg_config_keeps_track_colours_and_draws_the_clip_ranking(demo, tiny_video_model_opts, tmp_path,
+                                                                              monkeypatch):
+    """A synthetic video RankSeg config (tiny random model, saved and loaded as MODEL.WEIGHTS) on an mp4: every frame
+    is written with the clip's ranking panel, and every frame draws the same tracks with the same identities (so the
+    same colours: instance_color(class colour, identity))."""
+    from mask2former_rankseg.config import get_cfg
+    from mask2former_rankseg.engine import VideoPredictor
+    from mask2former_rankseg.modeling import build_model
+    from mask2former_rankseg.utils.visualizer import Visualizer
+
+    config = REPO / "configs/synthetic/video_maskformer2_R18_synthetic-rankseg.yaml"
+    opts = [*tiny_video_model_opts, "INPUT.MIN_SIZE_TEST", "48"]
+    cfg = get_cfg()
+    cfg.merge_from_file(str(config))
+    cfg.merge_from_list(opts)
+    weights = tmp_path / "model_final.pth"
+    torch.save({"model": build_model(cfg).state_dict()}, weights)
+    opts += ["MODEL.WEIGHTS", str(weights)]
+    cfg.merge_from_list(["MODEL.WEIGHTS", str(weights)])
+    video = _write_moving_square_video(tmp_path / "clip.mp4", num_frames=5)
+    clip = VideoPredictor(cfg)(_video_frames(video), format="BGR")
+    threshold = sorted(clip["pred_scores"])[-3]  # the three best tracks
+
+    drawn = []
+    real_draw_instances = Visualizer.draw_instances
+
+    def record(self, masks, classes, scores=None, identities=None):
+        drawn.append((list(classes), list(identities)))
+        return real_draw_instances(self, masks, classes, scores, identities)
+
+    monkeypatch.setattr(Visualizer, "draw_instances", record)
+    out = tmp_path / "out.mp4"
+    assert demo.main(["--config-file", str(config), "--video-input", str(video), "--output", str(out),
+                      "--confidence-threshold", repr(threshold), "--opts", *opts]) == 0
+
+    written = _video_frames(out)
+    assert len(written) == 5 and all(f.shape == (48, 64 + rankseg_panel_width(48, 64), 3) for f in written)
+    tracks = [i for i, s in enumerate(clip["pred_scores"]) if s >= threshold]   # the demo loaded the saved weights
+    expected = ([int(clip["pred_labels"][i]) for i in tracks], tracks)
+    assert len(tracks) >= 3 and drawn == [expected] * 5
+    for frame in written:                                                     # the ranking panel is drawn
+        assert frame[:, 64:].std() > 5
+
+
 class _StubVideoPredictor:
     """Stands in for VideoPredictor(cfg): two tracks, one moving right, and a label map per frame, in the
     documented clip-output form."""
