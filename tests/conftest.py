@@ -1,7 +1,9 @@
 """Shared pytest setup: deterministic seeds and a small thread count for the 2-core CI machine."""
 
+import importlib.util
 import logging
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +28,15 @@ def restore_package_logger():
         if h not in saved[0]:
             h.close()
     log.handlers[:], log.propagate, log.level = saved
+
+
+@pytest.fixture(scope="module")
+def train_net():
+    """The repository's ``train_net.py``, loaded as a module (``train_net.main(args)`` runs a whole job)."""
+    spec = importlib.util.spec_from_file_location("train_net", Path(__file__).resolve().parents[1] / "train_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 TINY_MODEL_OPTS = [

@@ -304,7 +304,7 @@ def test_training_lowers_the_loss_evaluates_and_writes_metrics(tmp_path):
     mae = trainer.storage.history("toy/mae").values()
     assert [it for _, it in mae] == [19, 39]
     assert results == {"toy": {"mae": pytest.approx(mae[-1][0]), "IoU-a": 1.0}}
-    saved = json.loads((tmp_path / "inference" / TEST_SET / "results.json").read_text())
+    saved = json.loads((tmp_path / "inference" / TEST_SET / "evaluation_results.json").read_text())
     assert saved["toy"]["mae"] == pytest.approx(mae[-1][0])
 
     lines = [json.loads(x) for x in (tmp_path / "metrics.json").read_text().splitlines()]

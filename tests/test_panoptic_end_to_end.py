@@ -3,7 +3,6 @@ mIoU and the ranking; ``--eval-only`` with the ``-gt`` oracle on the checkpoint 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -25,14 +24,6 @@ SMALL_MODEL = [
     "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MIN_SIZE_TEST", 64, "INPUT.CROP.SIZE", "(64, 64)",
     "INPUT.SIZE_DIVISIBILITY", 64, "SOLVER.IMS_PER_BATCH", 2, "DATALOADER.NUM_WORKERS", 0,
 ]
-
-
-@pytest.fixture(scope="module")
-def train_net():
-    spec = importlib.util.spec_from_file_location("train_net_panoptic_e2e", ROOT / "train_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture()
@@ -65,7 +56,7 @@ def test_train_then_evaluate_pq_and_oracle(train_net, tiny_panoptic, tmp_path, r
         ids = rgb2id(np.asarray(Image.open(inference / "panoptic_predictions" / ann["file_name"])))
         assert ids.shape == (64, 64)
         assert set(np.unique(ids).tolist()) - {0} == {s["id"] for s in ann["segments_info"]}
-    saved = json.loads((inference / "results.json").read_text())
+    saved = json.loads((inference / "evaluation_results.json").read_text())
     assert saved["panoptic_seg"]["PQ"] == pytest.approx(pan["PQ"])
     assert (out / "model_final.pth").is_file()
 

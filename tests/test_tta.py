@@ -180,8 +180,8 @@ def test_eval_only_reports_single_scale_and_tta(tmp_path, restore_package_logger
     results = train_net.main(args)
     assert set(results) == {"sem_seg", "sem_seg_TTA"}
     assert 0 <= results["sem_seg"]["mIoU"] <= 100 and 0 <= results["sem_seg_TTA"]["mIoU"] <= 100
-    assert (tmp_path / "out" / "inference" / "tta_tiny_sem_seg" / "results.json").is_file()
-    assert (tmp_path / "out" / "inference_TTA" / "tta_tiny_sem_seg" / "results.json").is_file()
+    assert (tmp_path / "out" / "inference" / "tta_tiny_sem_seg" / "evaluation_results.json").is_file()
+    assert (tmp_path / "out" / "inference_TTA" / "tta_tiny_sem_seg" / "evaluation_results.json").is_file()
     DatasetCatalog.remove("tta_tiny_sem_seg")
     MetadataCatalog.remove("tta_tiny_sem_seg")
 

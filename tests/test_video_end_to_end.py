@@ -4,7 +4,6 @@ on the checkpoint it wrote gives the same metrics."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -25,14 +24,6 @@ SMALL_RUN = [
     "INPUT.MIN_SIZE_TRAIN", "(32, 40)", "INPUT.MIN_SIZE_TEST", 40,
     "SOLVER.IMS_PER_BATCH", 2, "SOLVER.MAX_ITER", 3, "DATALOADER.NUM_WORKERS", 0,
 ]
-
-
-@pytest.fixture(scope="module")
-def train_net():
-    spec = importlib.util.spec_from_file_location("train_net_video_e2e", ROOT / "train_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +56,12 @@ def test_youtube_vis_format_config_trains_and_evaluates(train_net, tiny_videos, 
     assert segm["AP50"] >= segm["AP75"] and segm["AR10"] >= segm["AR1"]
     assert (out / "model_final.pth").is_file()
     inference = out / "inference" / "synthetic_ytvis_val"
-    submission = json.loads((inference / "ytvis_results.json").read_text())  # a list: one entry per instance
+    submission = json.loads((inference / "results.json").read_text())  # a list: one entry per instance
     assert len({r["video_id"] for r in submission}) == 2
     assert all(len(r["segmentations"]) == 5 and r["segmentations"][0]["size"] == [SIZE, SIZE] for r in submission)
     with zipfile.ZipFile(inference / "results.zip") as archive:  # the server's file, not overwritten
         assert archive.namelist() == ["results.json"] and json.loads(archive.read("results.json")) == submission
-    assert json.loads((inference / "results.json").read_text())["segm"]["AP"] == pytest.approx(segm["AP"])
+    assert json.loads((inference / "evaluation_results.json").read_text())["segm"]["AP"] == pytest.approx(segm["AP"])
     training = [m for m in map(json.loads, (out / "metrics.json").read_text().splitlines()) if "total_loss" in m]
     assert training[-1]["iteration"] == 2 and ("loss_ml" in training[-1]) == ("rankseg" in config)
 

@@ -132,7 +132,7 @@ def test_evaluator_writes_the_submission_and_scores(tmp_path):
     # dog: found (100); cat: the only prediction is on video 1, where there is no cat -> AP 0
     assert metrics["AP-dog"] == pytest.approx(100.0) and metrics["AP-cat"] == 0.0
     assert metrics["AP"] == pytest.approx(50.0)
-    results = json.loads((tmp_path / "out" / "ytvis_results.json").read_text())
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [(r["video_id"], r["category_id"], r["score"]) for r in results] == [(1, 2, 0.7), (1, 1, 0.2)]
     assert len(results[0]["segmentations"]) == T and isinstance(results[0]["segmentations"][0]["counts"], str)
     assert np.array_equal(mask_utils.decode(results[0]["segmentations"][2]), A[2].astype(np.uint8))
@@ -146,7 +146,7 @@ def test_evaluator_writes_the_submission_and_scores(tmp_path):
     evaluator.reset()
     evaluator.process([dict(video, video_id=1)], [_output((0.7, 1, A))])
     assert evaluator.evaluate() == {}
-    assert len(json.loads((tmp_path / "out" / "ytvis_results.json").read_text())) == 1
+    assert len(json.loads((tmp_path / "out" / "results.json").read_text())) == 1
 
 
 def test_evaluator_checks_the_output_shape(tmp_path):

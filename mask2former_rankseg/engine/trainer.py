@@ -437,7 +437,8 @@ class Trainer:
         Returns:
             ``{task: {metric: value}}`` for one dataset, ``{dataset: {task: {metric: value}}}`` for several
             (``{}`` on non-main processes and without test datasets). Each dataset's results are also
-            written to ``OUTPUT_DIR/<results_dir>/<dataset>/results.json``.
+            written to ``OUTPUT_DIR/<results_dir>/<dataset>/evaluation_results.json`` (``results.json`` there is a
+            YouTube-VIS submission, as upstream's).
         """
         from ..evaluation import format_results_table, inference_on_dataset, write_results_json
 
@@ -463,7 +464,7 @@ class Trainer:
             results[name] = res
             if comm.is_main_process() and res:
                 if out_dir is not None:
-                    write_results_json(res, out_dir / "results.json")
+                    write_results_json(res, out_dir / "evaluation_results.json")
                 logger.info("Evaluation results for %s:\n%s", name, format_results_table(res))
         if len(results) == 1:
             return next(iter(results.values()))
