@@ -559,3 +559,13 @@ def test_inference_mapper_loads_ground_truth_for_the_oracle(tmp_path):
     assert inst.gt_classes.tolist() == [4, 7]
     assert inst.gt_masks.shape == (2, 40, 60) and inst.gt_masks[0, :20, :30].all() and not inst.gt_masks[0, 20:].any()
     assert (out["height"], out["width"]) == (20, 30)
+
+
+def test_unknown_train_mapper_name_is_a_clear_error():
+    from mask2former_rankseg.config import get_cfg
+    from mask2former_rankseg.data.build import _default_train_mapper
+
+    cfg = get_cfg()
+    cfg.INPUT.DATASET_MAPPER_NAME = "detr_semantic"
+    with pytest.raises(ValueError, match=r"INPUT.DATASET_MAPPER_NAME='detr_semantic'.*mask_former_semantic"):
+        _default_train_mapper(cfg)

@@ -216,7 +216,8 @@ def build_detection_test_loader(cfg, dataset_name: Union[str, Sequence[str]],
 def _default_train_mapper(cfg) -> Mapper:
     name = cfg.INPUT.DATASET_MAPPER_NAME
     if name not in TRAIN_MAPPERS:
-        raise NotImplementedError(
-            f"INPUT.DATASET_MAPPER_NAME={name!r} has no mapper yet; supported: {', '.join(sorted(TRAIN_MAPPERS))}."
+        raise ValueError(
+            f"INPUT.DATASET_MAPPER_NAME={name!r} is not a known mapper; set it to one of "
+            f"{', '.join(sorted(TRAIN_MAPPERS))} (upstream Mask2Former's names)."
         )
     return TRAIN_MAPPERS[name].from_config(cfg, True)
