@@ -54,9 +54,6 @@ YTVIS_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
 YTVIS_AREA_RANGES = ([0, 1e5 ** 2], [0, 128 ** 2], [128 ** 2, 256 ** 2], [256 ** 2, 1e5 ** 2])
 """all, small, medium, large (pixels), as youtubevos/cocoapi."""
 
-SUBMISSION_JSON = "results.json"
-"""The submission, unzipped, as upstream names it (see :func:`write_submission`)."""
-
 Rle = Dict[str, Any]
 
 
@@ -231,11 +228,10 @@ def video_predictions_to_results(video_id: Any, output: Mapping[str, Any], to_da
 
 
 def write_submission(results: Sequence[Mapping[str, Any]], output_dir: str | os.PathLike) -> Tuple[Path, Path]:
-    """Write ``results.zip`` (holding ``results.json`` at its top level, the file the YouTube-VIS evaluation server
-    takes) and the same predictions unzipped as ``results.json`` into ``output_dir``, each atomically, as upstream.
-    (``Trainer.test`` writes each dataset's metrics to ``evaluation_results.json`` in that folder.)"""
+    """Write ``results.json`` and ``results.zip`` (holding ``results.json`` at its top level, the file the
+    YouTube-VIS evaluation server takes) into ``output_dir``, each atomically."""
     output_dir = Path(output_dir)
-    json_path = output_dir / SUBMISSION_JSON
+    json_path = output_dir / "results.json"
     write_results_json(list(results), json_path)
     zip_path = output_dir / "results.zip"
     fd, tmp = tempfile.mkstemp(prefix=".results.zip.", dir=output_dir)
@@ -257,7 +253,7 @@ class YTVISEvaluator(ThingPredictionsEvaluator):
 
     ``process`` takes the inputs (one video each: ``video_id``, ``length``, ``height``, ``width``) and the outputs
     (a list with one dict per video: ``pred_scores``, ``pred_labels``, ``pred_masks``; a bare dict is accepted).
-    ``evaluate`` writes ``results.zip`` and ``results.json`` to ``output_dir`` and, when the JSON has annotations,
+    ``evaluate`` writes ``results.json`` and ``results.zip`` to ``output_dir`` and, when the JSON has annotations,
     returns ``{"segm": {AP, AP50, AP75, APs, APm, APl, AR1, AR10, AP-<category>...}}`` over the processed videos
     (``{}`` for a split without annotations, e.g. the official ``valid``/``test``).
 
