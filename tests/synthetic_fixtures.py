@@ -42,7 +42,7 @@ def make_tiny_synthetic(root: Path, num_train: int = 8, num_val: int = 5) -> Pat
 
 def make_tiny_synthetic_panoptic(root: Path, num_train: int = 1, num_val: int = 5) -> Path:
     """Write the synthetic panoptic dataset (``IMAGE_SIZE`` px) where ``$DETECTRON2_DATASETS=root`` finds it."""
-    from mask2former_rankseg.data.synthetic_panoptic import generate_panoptic_dataset
+    from mask2former_rankseg.data.synthetic import generate_panoptic_dataset
 
     target = Path(root) / "synthetic" / "panoptic"
     if not (target / "categories.json").is_file():

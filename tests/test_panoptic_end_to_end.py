@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mask2former_rankseg.data import synthetic
+from mask2former_rankseg.data.synthetic.__main__ import main as synthetic_main
 from mask2former_rankseg.utils.panoptic import rgb2id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ SMALL_MODEL = [
 def tiny_panoptic(tmp_path, monkeypatch):
     """$DETECTRON2_DATASETS with a 6 + 3 image, 64 px synthetic panoptic dataset in place."""
     root = tmp_path / "datasets"
-    assert synthetic.main(["--task", "panoptic", "--out", str(root / "synthetic" / "panoptic"), "--num-train", "6",
+    assert synthetic_main(["--task", "panoptic", "--out", str(root / "synthetic" / "panoptic"), "--num-train", "6",
                            "--num-val", "3", "--size", "64", "--seed", "1"]) == 0
     monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
     return root

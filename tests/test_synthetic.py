@@ -11,7 +11,10 @@ import pytest
 from PIL import Image
 
 from mask2former_rankseg.data import DatasetCatalog, MetadataCatalog, synthetic
-from mask2former_rankseg.data.datasets.synthetic_sem_seg import COLORS, SHAPES, TEXTURES, semantic_categories
+from mask2former_rankseg.data.datasets import synthetic as synthetic_registration
+from mask2former_rankseg.data.synthetic import drawing
+from mask2former_rankseg.data.synthetic.__main__ import main as synthetic_main
+from mask2former_rankseg.data.synthetic.categories import COLORS, SHAPES, TEXTURES, semantic_categories
 
 SIZE = 64
 NUM_TRAIN, NUM_VAL = 20, 10
@@ -42,8 +45,8 @@ def test_layout_and_categories_json(small_dataset):
 
 
 def test_every_image_has_2_to_6_visible_categories(small_dataset):
-    scale = SIZE / synthetic.REFERENCE_SIZE
-    min_visible = synthetic.MIN_VISIBLE_PX * scale * scale
+    scale = SIZE / drawing.REFERENCE_SIZE
+    min_visible = drawing.MIN_VISIBLE_PX * scale * scale
     for folder in ("training", "validation"):
         for path in sorted((small_dataset / "annotations_detectron2" / folder).glob("*.png")):
             with Image.open(path) as im:
@@ -106,7 +109,7 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
         calls.append(job)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "_write_chunk", failing_chunk)
+    monkeypatch.setattr(synthetic.semantic, "_write_chunk", failing_chunk)
     with pytest.raises(KeyboardInterrupt):
         synthetic.generate_semantic_dataset(tmp_path / "out", num_train=4, num_val=2, size=SIZE, num_workers=1)
     assert calls and list(tmp_path.iterdir()) == []
@@ -125,18 +128,18 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path):
 
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert synthetic.main(["--task", "semantic", "--out", str(out), "--num-train", "3", "--num-val", "2",
+    assert synthetic_main(["--task", "semantic", "--out", str(out), "--num-train", "3", "--num-val", "2",
                            "--size", "48", "--seed", "1"]) == 0
     assert len(list((out / "images" / "training").glob("*.png"))) == 3
     assert np.asarray(Image.open(out / "images" / "validation" / "synthetic_val_00001.png")).shape == (48, 48, 3)
-    assert synthetic.main(["--task", "semantic", "--out", str(out)]) == 2
+    assert synthetic_main(["--task", "semantic", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
 def test_registration_and_generation_on_first_use(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     small = functools.partial(synthetic.generate_semantic_dataset, num_train=6, num_val=3, size=SIZE)
-    monkeypatch.setattr(synthetic, "generate_semantic_dataset", small)
+    monkeypatch.setattr(synthetic_registration, "generate_semantic_dataset", small)
     for name in ("synthetic_sem_seg_train", "synthetic_sem_seg_val"):
         meta = MetadataCatalog.get(name)
         assert len(meta.stuff_classes) == len(meta.stuff_colors) == 108
@@ -180,8 +183,6 @@ def test_foreign_folder_at_the_synthetic_root_is_not_overwritten(tmp_path, monke
 def test_many_class_variant(tmp_path, monkeypatch):
     """864 categories (6 shapes x 24 colours x 6 textures), 16-bit label maps with ignore 65535, registered as
     synthetic_sem_seg_864_{train,val} and generated on first use under synthetic/sem_seg_864."""
-    from mask2former_rankseg.data.datasets import synthetic_sem_seg
-
     cats = semantic_categories(864)
     assert len(cats) == len({c.name for c in cats}) == 864
     assert len({c.shape for c in cats}) == 6 and len({c.color_name for c in cats}) == 24
@@ -190,7 +191,7 @@ def test_many_class_variant(tmp_path, monkeypatch):
         semantic_categories(500)
 
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
-    monkeypatch.setitem(synthetic_sem_seg._GENERATION_ARGS, 864,
+    monkeypatch.setitem(synthetic_registration.GENERATION_ARGS, 864,
                         {"num_classes": 864, "num_train": 4, "num_val": 3, "size": SIZE})
     meta = MetadataCatalog.get("synthetic_sem_seg_864_val")
     assert len(meta.stuff_classes) == 864 and meta.ignore_label == 65535
@@ -216,8 +217,8 @@ def test_many_class_variant(tmp_path, monkeypatch):
 
 def test_cli_num_classes(tmp_path, capsys):
     out = tmp_path / "many"
-    assert synthetic.main(["--task", "semantic", "--num-classes", "864", "--out", str(out), "--num-train", "2",
+    assert synthetic_main(["--task", "semantic", "--num-classes", "864", "--out", str(out), "--num-train", "2",
                            "--num-val", "1", "--size", str(SIZE)]) == 0
     assert len(json.loads((out / "categories.json").read_text())["categories"]) == 864
-    assert synthetic.main(["--task", "panoptic", "--num-classes", "864", "--out", str(tmp_path / "p")]) == 2
+    assert synthetic_main(["--task", "panoptic", "--num-classes", "864", "--out", str(tmp_path / "p")]) == 2
     assert "only available with --task semantic" in capsys.readouterr().err

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mask2former_rankseg.data import synthetic
 from mask2former_rankseg.data.datasets.panoptic import load_coco_panoptic_json, panoptic_metadata
 from mask2former_rankseg.data.mappers import MaskFormerPanopticDatasetMapper
-from mask2former_rankseg.data.synthetic_panoptic import panoptic_categories
+from mask2former_rankseg.data.synthetic import panoptic_categories
+from mask2former_rankseg.data.synthetic.__main__ import main as synthetic_main
 from mask2former_rankseg.evaluation.panoptic import COCOPanopticEvaluator
 from mask2former_rankseg.utils.panoptic import rgb2id
 
@@ -21,7 +21,7 @@ from mask2former_rankseg.utils.panoptic import rgb2id
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic") / "panoptic"
-    assert synthetic.main(["--task", "panoptic", "--out", str(out), "--num-train", "4", "--num-val", "3",
+    assert synthetic_main(["--task", "panoptic", "--out", str(out), "--num-train", "4", "--num-val", "3",
                            "--size", "64", "--seed", "3"]) == 0
     return out
 
@@ -51,7 +51,7 @@ def test_categories_and_files(dataset):
 
 def test_generation_is_deterministic(dataset, tmp_path):
     again = tmp_path / "again"
-    assert synthetic.main(["--task", "panoptic", "--out", str(again), "--num-train", "4", "--num-val", "3",
+    assert synthetic_main(["--task", "panoptic", "--out", str(again), "--num-train", "4", "--num-val", "3",
                            "--size", "64", "--seed", "3"]) == 0
     for sub in ("images/training/synthetic_train_00002.png", "panoptic/validation/synthetic_val_00001.png"):
         assert (again / sub).read_bytes() == (dataset / sub).read_bytes()

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mask2former_rankseg.data import DatasetCatalog, MetadataCatalog, synthetic, synthetic_video
-from mask2former_rankseg.data.datasets.synthetic_video import video_categories
+from mask2former_rankseg.data import DatasetCatalog, MetadataCatalog, synthetic
+from mask2former_rankseg.data.datasets import synthetic as synthetic_registration
 from mask2former_rankseg.data.mappers import VSPWDatasetMapper, YTVISDatasetMapper
+from mask2former_rankseg.data.synthetic import video_categories
+from mask2former_rankseg.data.synthetic.__main__ import main as synthetic_main
 
 SIZE = 48
 ARGS = ["--num-train", "3", "--num-val", "2", "--size", str(SIZE), "--seed", "5"]
@@ -22,14 +24,14 @@ ARGS = ["--num-train", "3", "--num-val", "2", "--size", str(SIZE), "--seed", "5"
 @pytest.fixture(scope="module")
 def ytvis(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic") / "ytvis"
-    assert synthetic.main(["--task", "video", "--out", str(out), *ARGS, "--num-frames", "6"]) == 0
+    assert synthetic_main(["--task", "video", "--out", str(out), *ARGS, "--num-frames", "6"]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
 def vspw(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic") / "vspw"
-    assert synthetic.main(["--task", "vspw", "--out", str(out), *ARGS, "--num-frames", "7"]) == 0
+    assert synthetic_main(["--task", "vspw", "--out", str(out), *ARGS, "--num-frames", "7"]) == 0
     return out
 
 
@@ -73,7 +75,7 @@ def test_scenes_move_and_occlude():
     cats = video_categories()
     moved = occluded = partial = 0
     for i in range(20):
-        scene = synthetic_video.render_video_scene(np.random.default_rng([1, i]), 64, 10, cats)
+        scene = synthetic.render_video_scene(np.random.default_rng([1, i]), 64, 10, cats)
         for k in range(len(scene.category_ids)):
             visible = (scene.owner == k).reshape(10, -1).sum(1)
             ys, xs = np.nonzero(scene.owner[0] == k)
@@ -88,29 +90,29 @@ def test_scenes_move_and_occlude():
 
 def test_generation_is_deterministic(ytvis, vspw, tmp_path):
     again = tmp_path / "again"
-    assert synthetic.main(["--task", "video", "--out", str(again), *ARGS, "--num-frames", "6"]) == 0
+    assert synthetic_main(["--task", "video", "--out", str(again), *ARGS, "--num-frames", "6"]) == 0
     assert (again / "train.json").read_bytes() == (ytvis / "train.json").read_bytes()
     name = "valid/JPEGImages/valid_00001/00010.jpg"
     assert (again / name).read_bytes() == (ytvis / name).read_bytes()
-    workers = synthetic_video.generate_vspw_dataset(tmp_path / "two", num_train=3, num_val=2, num_frames=7,
+    workers = synthetic.generate_vspw_dataset(tmp_path / "two", num_train=3, num_val=2, num_frames=7,
                                                     size=SIZE, seed=5, num_workers=2)
     for name in ("data/val_00001/mask/00004.png", "data/train_00002/origin/00006.jpg"):
         assert (workers / name).read_bytes() == (vspw / name).read_bytes()
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert synthetic.main(["--task", "semantic", "--out", str(tmp_path / "s"), "--num-frames", "3"]) == 2
+    assert synthetic_main(["--task", "semantic", "--out", str(tmp_path / "s"), "--num-frames", "3"]) == 2
     assert "--num-frames is for the video tasks" in capsys.readouterr().err
-    assert synthetic.main(["--task", "vspw", "--out", str(tmp_path / "v"), "--num-frames", "0"]) == 2
+    assert synthetic_main(["--task", "vspw", "--out", str(tmp_path / "v"), "--num-frames", "0"]) == 2
     assert "num_frames=0" in capsys.readouterr().err and not (tmp_path / "v").exists()
 
 
 def test_registration_generation_on_first_use_and_mappers(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
-    monkeypatch.setattr(synthetic_video, "generate_ytvis_dataset", functools.partial(
-        synthetic_video.generate_ytvis_dataset, num_train=2, num_val=2, num_frames=4, size=SIZE))
-    monkeypatch.setattr(synthetic_video, "generate_vspw_dataset", functools.partial(
-        synthetic_video.generate_vspw_dataset, num_train=2, num_val=2, num_frames=23, size=SIZE))
+    monkeypatch.setattr(synthetic_registration, "generate_ytvis_dataset", functools.partial(
+        synthetic.generate_ytvis_dataset, num_train=2, num_val=2, num_frames=4, size=SIZE))
+    monkeypatch.setattr(synthetic_registration, "generate_vspw_dataset", functools.partial(
+        synthetic.generate_vspw_dataset, num_train=2, num_val=2, num_frames=23, size=SIZE))
     meta = MetadataCatalog.get("synthetic_ytvis_val")
     assert meta.evaluator_type == "ytvis" and len(meta.thing_classes) == 48 and meta.thing_classes[1] == "orange-disc"
     assert MetadataCatalog.get("synthetic_vspw_train").stuff_classes[47] == "black-cross"

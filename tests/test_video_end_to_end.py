@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mask2former_rankseg.data import synthetic
+from mask2former_rankseg.data.synthetic.__main__ import main as synthetic_main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "synthetic"
@@ -32,7 +32,7 @@ def tiny_videos(tmp_path_factory):
     of 22 frames (so each VSPW validation video is two evaluation clips, 20 + 2 frames), 48 px."""
     root = tmp_path_factory.mktemp("video_datasets")
     for task, folder, frames in (("video", "ytvis", 5), ("vspw", "vspw", 22)):
-        assert synthetic.main(["--task", task, "--out", str(root / "synthetic" / folder), "--num-train", "3",
+        assert synthetic_main(["--task", task, "--out", str(root / "synthetic" / folder), "--num-train", "3",
                                "--num-val", "2", "--num-frames", str(frames), "--size", str(SIZE), "--seed",
                                "1"]) == 0
     return root

@@ -12,7 +12,8 @@ import torch
 from pycocotools import mask as mask_utils
 
 from mask2former_rankseg.config import get_cfg
-from mask2former_rankseg.data import DatasetCatalog, synthetic_video
+from mask2former_rankseg.data import DatasetCatalog, synthetic
+from mask2former_rankseg.data.datasets import synthetic as synthetic_registration
 from mask2former_rankseg.data.datasets.vspw import vspw_labels_to_contiguous
 from mask2former_rankseg.data.detection_utils import read_image
 from mask2former_rankseg.engine import Trainer
@@ -25,10 +26,10 @@ SIZE = 48
 @pytest.fixture
 def small_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
-    monkeypatch.setattr(synthetic_video, "generate_ytvis_dataset", functools.partial(
-        synthetic_video.generate_ytvis_dataset, num_train=3, num_val=2, num_frames=5, size=SIZE))
-    monkeypatch.setattr(synthetic_video, "generate_vspw_dataset", functools.partial(
-        synthetic_video.generate_vspw_dataset, num_train=3, num_val=2, num_frames=18, size=SIZE))
+    monkeypatch.setattr(synthetic_registration, "generate_ytvis_dataset", functools.partial(
+        synthetic.generate_ytvis_dataset, num_train=3, num_val=2, num_frames=5, size=SIZE))
+    monkeypatch.setattr(synthetic_registration, "generate_vspw_dataset", functools.partial(
+        synthetic.generate_vspw_dataset, num_train=3, num_val=2, num_frames=18, size=SIZE))
     return tmp_path
 
 

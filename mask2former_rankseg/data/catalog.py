@@ -1,11 +1,47 @@
-"""Dataset and metadata catalogs: names -> loader functions, names -> metadata attributes."""
+"""Dataset and metadata catalogs: names -> loader functions, names -> metadata attributes.
+
+The builtin datasets are registered on the first use of either catalog (any lookup, listing or registration), by
+the function given to :func:`register_builtins_on_first_use`; importing the package registers nothing.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 logger = logging.getLogger(__name__)
+
+
+class _BuiltinRegistration:
+    """Runs the builtin datasets' registration once, when a catalog is first used."""
+
+    def __init__(self) -> None:
+        self._register: Optional[Callable[[], None]] = None
+        self._state = "pending"  # -> "running" -> "done"
+
+    def set(self, register: Callable[[], None]) -> None:
+        self._register = register
+
+    def ensure(self) -> None:
+        """Register the builtins unless done or under way (registering them uses the catalogs too)."""
+        if self._state != "pending" or self._register is None:
+            return
+        self._state = "running"
+        try:
+            self._register()
+        except BaseException:
+            self._state = "pending"  # the registration functions are idempotent: the next lookup retries
+            raise
+        self._state = "done"
+
+
+_BUILTINS = _BuiltinRegistration()
+
+
+def register_builtins_on_first_use(register: Callable[[], None]) -> None:
+    """Have both catalogs call ``register()`` (once, idempotent) before their first lookup, listing or
+    registration, so that builtin names resolve without any registration work at import time."""
+    _BUILTINS.set(register)
 
 
 class _DatasetCatalog:
@@ -15,6 +51,7 @@ class _DatasetCatalog:
         self._loaders: Dict[str, Callable[[], List[dict]]] = {}
 
     def register(self, name: str, func: Callable[[], List[dict]]) -> None:
+        _BUILTINS.ensure()
         if not callable(func):
             raise TypeError(f"DatasetCatalog.register({name!r}, ...) needs a callable, got {type(func)}.")
         if name in self._loaders:
@@ -23,6 +60,7 @@ class _DatasetCatalog:
 
     def get(self, name: str) -> List[dict]:
         """Call the loader of ``name`` and return its dataset dicts."""
+        _BUILTINS.ensure()
         if name not in self._loaders:
             raise KeyError(
                 f"Dataset {name!r} is not registered. Registered datasets: {', '.join(sorted(self._loaders))}."
@@ -30,12 +68,15 @@ class _DatasetCatalog:
         return self._loaders[name]()
 
     def list(self) -> List[str]:
+        _BUILTINS.ensure()
         return list(self._loaders)
 
     def remove(self, name: str) -> None:
+        _BUILTINS.ensure()
         self._loaders.pop(name)
 
     def __contains__(self, name: str) -> bool:
+        _BUILTINS.ensure()
         return name in self._loaders
 
 
@@ -85,14 +126,17 @@ class _MetadataCatalog:
         self._metadata: Dict[str, Metadata] = {}
 
     def get(self, name: str) -> Metadata:
+        _BUILTINS.ensure()
         if name not in self._metadata:
             self._metadata[name] = Metadata(name)
         return self._metadata[name]
 
     def list(self) -> List[str]:
+        _BUILTINS.ensure()
         return list(self._metadata)
 
     def remove(self, name: str) -> None:
+        _BUILTINS.ensure()
         self._metadata.pop(name, None)
 
 

@@ -1,4 +1,8 @@
-"""Builtin datasets. Importing this package registers them (names and metadata only; nothing is read)."""
+"""Builtin datasets: category tables, loaders and registration (one module per dataset family).
+
+Nothing is registered on import: :func:`register_all_builtin` registers every builtin name (metadata only; nothing
+is read), and the catalogs call it on their first use (see :mod:`mask2former_rankseg.data.catalog`).
+"""
 
 from .ade20k import ADE20K_SEM_SEG_CATEGORIES, ADE20K_SEM_SEG_COLORS, register_all_ade20k_sem_seg
 from .ade20k_full import ADE20K_FULL_CATEGORIES, ADE20K_FULL_IGNORE_LABEL, register_all_ade20k_full
@@ -11,12 +15,10 @@ from .panoptic import (
     COCO_PANOPTIC_CATEGORIES,
     load_coco_panoptic_json,
     register_all_panoptic,
-    register_all_synthetic_panoptic,
 )
 from .pascal_context import PASCAL_CONTEXT_60_CATEGORIES, register_all_pascal_context
 from .sem_seg import dataset_root, load_sem_seg, register_sem_seg
-from .synthetic_sem_seg import register_all_synthetic_sem_seg, semantic_categories
-from .synthetic_video import register_all_synthetic_video, video_categories
+from .synthetic import register_all_synthetic
 from .vspw import VSPW_CLASSES, load_vspw, register_all_vspw, vspw_labels_to_contiguous
 from .ytvis import YTVIS_CATEGORIES_2019, YTVIS_CATEGORIES_2021, load_ytvis_json, register_all_ytvis
 
@@ -38,8 +40,6 @@ __all__ = [
     "load_sem_seg",
     "register_all_builtin",
     "register_sem_seg",
-    "semantic_categories",
-    "video_categories",
     "VSPW_CLASSES",
     "YTVIS_CATEGORIES_2019",
     "YTVIS_CATEGORIES_2021",
@@ -59,11 +59,6 @@ def register_all_builtin() -> None:
     register_all_coco_lvis()
     register_all_panoptic()
     register_all_instance()
-    register_all_synthetic_panoptic()
-    register_all_synthetic_sem_seg()
     register_all_ytvis()
     register_all_vspw()
-    register_all_synthetic_video()
-
-
-register_all_builtin()
+    register_all_synthetic()

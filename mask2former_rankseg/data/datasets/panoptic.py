@@ -41,7 +41,6 @@ __all__ = [
     "load_coco_panoptic_json",
     "panoptic_metadata",
     "register_all_panoptic",
-    "register_all_synthetic_panoptic",
     "register_panoptic_dataset",
 ]
 
@@ -468,29 +467,3 @@ def register_all_panoptic() -> None:
         if name not in DatasetCatalog:
             register_panoptic_dataset(name, ADE20K_PANOPTIC_CATEGORIES, lambda split=split: _ade_paths(split),
                                       evaluator_type="ade20k_panoptic_seg")
-
-
-def _synthetic_paths(split: str, generate: bool = True) -> PanopticPaths:
-    """Paths of the synthetic panoptic dataset; with ``generate``, it is generated (default settings) first
-    when missing."""
-    root = dataset_root() / "synthetic" / "panoptic"
-    if generate:
-        from ..synthetic_panoptic import generate_panoptic_dataset
-        from .synthetic_sem_seg import ensure_synthetic_dataset
-
-        ensure_synthetic_dataset(root, "panoptic", "panoptic", generate_panoptic_dataset)
-    folder = {"train": "training", "val": "validation"}[split]
-    return (root / "images" / folder, root / "panoptic" / folder, root / f"panoptic_{split}.json",
-            root / "panoptic_semseg" / folder, None)
-
-
-def register_all_synthetic_panoptic() -> None:
-    """Register ``synthetic_panoptic_train`` / ``synthetic_panoptic_val`` (generated on first load)."""
-    from ..synthetic_panoptic import panoptic_categories
-
-    categories = tuple((c["id"], c["name"], c["isthing"], tuple(c["color"])) for c in panoptic_categories())
-    for split in ("train", "val"):
-        name = f"synthetic_panoptic_{split}"
-        if name not in DatasetCatalog:
-            register_panoptic_dataset(name, categories, lambda split=split: _synthetic_paths(split), image_ext="png",
-                                      initial_paths=_synthetic_paths(split, generate=False))

@@ -1,8 +1,9 @@
-"""Synthetic panoptic segmentation in COCO panoptic format (things on stuff, repeated categories allowed).
+"""The synthetic panoptic dataset, in COCO panoptic format (things on stuff, repeated categories allowed).
 
-Categories: the 108 synthetic object categories are things (dataset ids 1..108); 8 background "stuff"
-categories (4 tones x plain / lined, ids 109..116) fill two regions split by a random straight line. Each
-image has 2-6 object instances, several of one category possible, so instances must be told apart.
+Categories (:func:`~.categories.panoptic_categories`): the 108 synthetic object categories are things (dataset
+ids 1..108); 8 background "stuff" categories (4 tones x plain / lined, ids 109..116) fill two regions split by a
+random straight line. Each image has 2-6 object instances, several of one category possible, so instances must be
+told apart.
 
 Layout of ``OUT`` (``$DETECTRON2_DATASETS/synthetic/panoptic`` by default)::
 
@@ -24,47 +25,26 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..constants import IGNORE_LABEL
-from ..utils.panoptic import id2rgb
-from .datasets.synthetic_sem_seg import SyntheticCategory, semantic_categories
-from .synthetic import (
-    _CHUNK,
-    MIN_VISIBLE_PX,
-    NUM_OBJECTS_RANGE,
-    REFERENCE_SIZE,
+from ...constants import IGNORE_LABEL
+from ...utils.panoptic import id2rgb
+from .categories import STUFF_CATEGORIES, SyntheticCategory, panoptic_categories, semantic_categories
+from .drawing import MIN_VISIBLE_PX, NUM_OBJECTS_RANGE, REFERENCE_SIZE, TEXTURE_PERIOD, paint_objects, place_objects
+from .jobs import (
+    IMAGES_PER_JOB,
     SPLITS,
-    TEXTURE_PERIOD,
-    _file_stem,
-    _num_workers,
-    _paint_objects,
-    _place_objects,
-    _write_png,
     check_generation_args,
+    file_stem,
+    num_workers_for,
     run_jobs,
     staging_dir,
+    write_png,
 )
 
-__all__ = ["STUFF_CATEGORIES", "panoptic_categories", "render_panoptic_sample", "generate_panoptic_dataset"]
+__all__ = ["render_panoptic_sample", "generate_panoptic_dataset"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-STUFF_TONES: Dict[str, Tuple[int, int, int]] = {
-    "grey": (125, 125, 125), "sand": (185, 160, 115), "slate": (80, 95, 125), "moss": (95, 125, 80),
-}
-STUFF_PATTERNS = ("plain", "lined")
-STUFF_CATEGORIES: Tuple[Tuple[str, Tuple[int, int, int], str], ...] = tuple(
-    (f"{tone}-{pattern}", color, pattern) for tone, color in STUFF_TONES.items() for pattern in STUFF_PATTERNS
-)
-"""(name, colour, pattern) of the 8 stuff categories."""
-
-
-def panoptic_categories() -> List[Dict]:
-    """COCO panoptic ``categories``: 108 things (ids 1..108) then 8 stuff (ids 109..116)."""
-    things = [{"id": c.id + 1, "name": c.name, "isthing": 1, "color": list(c.color)} for c in semantic_categories()]
-    stuff = [{"id": len(things) + 1 + i, "name": name, "isthing": 0, "color": list(color)}
-             for i, (name, color, _) in enumerate(STUFF_CATEGORIES)]
-    return things + stuff
 
 
 def render_panoptic_sample(rng: np.random.Generator, size: int, things: Sequence[SyntheticCategory]
@@ -94,10 +74,10 @@ def render_panoptic_sample(rng: np.random.Generator, size: int, things: Sequence
             layer[np.broadcast_to(lines, (size, size))] *= 0.6
         image[region] = layer[region]
     while True:
-        owner, placed = _place_objects(rng, size, things, xs, ys, MIN_VISIBLE_PX * scale * scale, distinct=False)
+        owner, placed = place_objects(rng, size, things, xs, ys, MIN_VISIBLE_PX * scale * scale, distinct=False)
         if len(placed) >= NUM_OBJECTS_RANGE[0]:
             break
-    _paint_objects(rng, image, owner, placed, things, xs, ys, period)
+    paint_objects(rng, image, owner, placed, things, xs, ys, period)
     image += 7.0 * rng.standard_normal(size=image.shape, dtype=np.float32)
 
     segments = np.zeros((size, size), dtype=np.int64)
@@ -132,10 +112,10 @@ def _write_chunk(job: Tuple[str, int, str, str, int, int, int, int]) -> List[Dic
     for i in range(begin, end):
         image, segments, info, semantic = render_panoptic_sample(
             np.random.default_rng([seed, 100 + split_index, i]), size, things)
-        stem = _file_stem(split, i)
-        _write_png(image, Path(tmp) / "images" / folder / f"{stem}.png")
-        _write_png(id2rgb(segments), Path(tmp) / "panoptic" / folder / f"{stem}.png")
-        _write_png(semantic, Path(tmp) / "panoptic_semseg" / folder / f"{stem}.png")
+        stem = file_stem(split, i)
+        write_png(image, Path(tmp) / "images" / folder / f"{stem}.png")
+        write_png(id2rgb(segments), Path(tmp) / "panoptic" / folder / f"{stem}.png")
+        write_png(semantic, Path(tmp) / "panoptic_semseg" / folder / f"{stem}.png")
         segments_info = [{"id": s["id"], "category_id": s["category_id"] + 1, "iscrowd": 0,
                           "area": int((segments == s["id"]).sum()), "bbox": _bbox(segments == s["id"])}
                          for s in info]
@@ -148,7 +128,7 @@ def generate_panoptic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
                               num_workers: Optional[int] = None) -> Path:
     """Write the synthetic panoptic dataset to ``out_dir`` (atomically: temporary folder, then rename).
 
-    Same arguments as :func:`mask2former_rankseg.data.synthetic.generate_semantic_dataset`.
+    Same arguments as :func:`~.semantic.generate_semantic_dataset`.
     """
     out_dir = Path(out_dir)
     check_generation_args(out_dir, size, overwrite, num_train=num_train, num_val=num_val)
@@ -159,9 +139,10 @@ def generate_panoptic_dataset(out_dir: str | os.PathLike, *, num_train: int = 20
         for split_index, (split, folder) in enumerate(SPLITS.items()):
             for sub in ("images", "panoptic", "panoptic_semseg"):
                 (tmp / sub / folder).mkdir(parents=True)
-            jobs = [(str(tmp), split_index, split, folder, b, min(b + _CHUNK, counts[split]), size, seed)
-                    for b in range(0, counts[split], _CHUNK)]
-            chunks = run_jobs(_write_chunk, jobs, _num_workers(counts[split]) if num_workers is None else num_workers)
+            jobs = [(str(tmp), split_index, split, folder, b, min(b + IMAGES_PER_JOB, counts[split]), size, seed)
+                    for b in range(0, counts[split], IMAGES_PER_JOB)]
+            workers = num_workers_for(counts[split]) if num_workers is None else num_workers
+            chunks = run_jobs(_write_chunk, jobs, workers)
             annotations = [a for chunk in chunks for a in chunk]
             images = [{"id": a["image_id"], "file_name": a["image_id"] + ".png", "height": size, "width": size}
                       for a in annotations]

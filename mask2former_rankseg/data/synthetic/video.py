@@ -1,7 +1,7 @@
 """Synthetic videos: moving, occluding objects, written as a YouTube-VIS dataset or a VSPW-layout dataset.
 
 Each video shows 2-4 objects of the 48 video categories (4 shapes x 12 colours, see
-``data/datasets/synthetic_video.py``) on grey noise. Every object moves in a straight line at a constant speed,
+:func:`~.categories.video_categories`) on grey noise. Every object moves in a straight line at a constant speed,
 bouncing off the image borders; objects are painted in a fixed order, so later ones occlude earlier ones when
 they cross. About a quarter of the objects exist only for part of the video (they appear late or vanish early),
 so tracks are absent in some frames. In YouTube-VIS videos one category may occur twice (instances must be told
@@ -36,19 +36,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
+from pycocotools import mask as mask_utils
 
-from .datasets.synthetic_sem_seg import SyntheticCategory
-from .datasets.synthetic_video import video_categories, ytvis_categories
-from .synthetic import (
-    REFERENCE_SIZE,
-    _num_workers,
-    _shape_mask,
-    _write_png,
-    check_generation_args,
-    run_jobs,
-    staging_dir,
-)
+from .categories import SyntheticCategory, video_categories, ytvis_categories
+from .drawing import REFERENCE_SIZE, shape_mask
+from .jobs import check_generation_args, num_workers_for, run_jobs, staging_dir, write_jpeg, write_png
 
 __all__ = ["VideoScene", "render_video_scene", "generate_ytvis_dataset", "generate_vspw_dataset"]
 
@@ -62,7 +54,6 @@ PARTIAL_TRACK_PROB = 0.25  # probability that an object exists for only part of 
 REPEAT_CATEGORY_PROB = 0.3  # YouTube-VIS: probability that the last object repeats the first one's category
 COLOR_JITTER = 12.0
 NOISE_STD = 7.0
-JPEG_QUALITY = 95
 _VIDEOS_PER_JOB = 8
 
 
@@ -113,7 +104,7 @@ def render_video_scene(rng: np.random.Generator, size: int, num_frames: int,
         for k in range(count):
             if alive[k, t]:
                 cx, cy = centres[k, t]
-                owner[t][_shape_mask(categories[cats[k]].shape, xs - cx, ys - cy, float(radii[k]))] = k
+                owner[t][shape_mask(categories[cats[k]].shape, xs - cx, ys - cy, float(radii[k]))] = k
         image = np.empty((size, size, 3), dtype=np.float32)
         image[:] = background
         visible = owner[t] >= 0
@@ -150,15 +141,9 @@ def _video_name(split: str, index: int) -> str:
     return f"{split}_{index:05d}"
 
 
-def _write_jpeg(array: np.ndarray, path: Path) -> None:
-    Image.fromarray(array).save(path, format="JPEG", quality=JPEG_QUALITY)
-
-
 def _ytvis_job(job: Tuple[str, int, str, int, int, int, int, int]) -> Tuple[List[Dict], List[Dict]]:
     """Render and write videos ``begin..end-1`` of one YouTube-VIS split; returns their ``videos`` and
     ``annotations`` entries (annotation ids are assigned by the caller)."""
-    from pycocotools import mask as mask_utils
-
     tmp, split_index, folder, begin, end, size, num_frames, seed = job
     categories = video_categories()
     videos, annotations = [], []
@@ -169,7 +154,7 @@ def _ytvis_job(job: Tuple[str, int, str, int, int, int, int, int]) -> Tuple[List
         (Path(tmp) / folder / "JPEGImages" / name).mkdir(parents=True)
         file_names = [f"{name}/{5 * t:05d}.jpg" for t in range(num_frames)]  # YouTube-VIS keeps every 5th frame
         for t, file_name in enumerate(file_names):
-            _write_jpeg(scene.frames[t], Path(tmp) / folder / "JPEGImages" / file_name)
+            write_jpeg(scene.frames[t], Path(tmp) / folder / "JPEGImages" / file_name)
         video_id = i + 1
         videos.append({"id": video_id, "width": size, "height": size, "length": num_frames,
                        "file_names": file_names})
@@ -209,8 +194,8 @@ def _vspw_job(job: Tuple[str, int, str, int, int, int, int, int]) -> List[str]:
         mask.mkdir()
         lut = np.array([0] + [c + 1 for c in scene.category_ids], dtype=np.uint8)  # owner + 1 -> VSPW value
         for t in range(num_frames):
-            _write_jpeg(scene.frames[t], origin / f"{t:05d}.jpg")
-            _write_png(lut[scene.owner[t] + 1], mask / f"{t:05d}.png")
+            write_jpeg(scene.frames[t], origin / f"{t:05d}.jpg")
+            write_png(lut[scene.owner[t] + 1], mask / f"{t:05d}.png")
         names.append(name)
     return names
 
@@ -227,7 +212,7 @@ def _generate(out_dir: str | os.PathLike, task: str, splits: Dict[str, str], wri
         for split_index, (split, folder) in enumerate(splits.items()):
             jobs = [(str(tmp), split_index, folder, b, min(b + _VIDEOS_PER_JOB, counts[split]), size, num_frames,
                      seed) for b in range(0, counts[split], _VIDEOS_PER_JOB)]
-            workers = _num_workers(counts[split] * num_frames) if num_workers is None else num_workers
+            workers = num_workers_for(counts[split] * num_frames) if num_workers is None else num_workers
             write_split(tmp, split, folder, jobs, workers)
         info = {"format_version": FORMAT_VERSION, "task": task, "seed": seed, "image_size": [size, size],
                 "num_frames": num_frames, "num_videos": counts,
