@@ -6,7 +6,7 @@ import ast
 import copy
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import yaml
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
@@ -193,12 +193,3 @@ def _to_plain(node: Any) -> Any:
     if isinstance(node, list):
         return [_to_plain(v) for v in node]
     return node
-
-
-def load_config_file(path: str | Path, cfg: Optional[CfgNode] = None) -> CfgNode:
-    """``get_cfg()`` (or ``cfg``) merged with ``path``."""
-    from .defaults import get_cfg
-
-    cfg = cfg if cfg is not None else get_cfg()
-    cfg.merge_from_file(path)
-    return cfg
