@@ -16,7 +16,9 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
+from ..config import dump_config
 from ..utils import comm
 from ..utils.file_io import atomic_write
 from ..utils.logger import setup_logger
@@ -139,8 +141,6 @@ def default_setup(cfg, args: Any) -> None:
                 torch.cuda.is_available(),
                 f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "", platform.platform())
     if comm.get_world_size() > 1:
-        import torch.distributed as dist
-
         backend = dist.get_backend()
         logger.info("torch.distributed backend %s: %d processes%s", backend, comm.get_world_size(),
                     "" if backend == "nccl" else " (CPU workers; --num-gpus counts worker processes)")
@@ -148,7 +148,6 @@ def default_setup(cfg, args: Any) -> None:
     config_file = getattr(args, "config_file", "")
     if config_file:
         logger.info("Config file %s", config_file)
-    from ..config import dump_config
 
     text = dump_config(cfg)
     logger.info("Running with full config:\n%s", text)

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
+from ..data.transforms import ResizeShortestEdge
+from ..modeling import META_ARCH_REGISTRY, build_model
 from .checkpoint import Checkpointer
 from .defaults import resolve_device
 
@@ -44,8 +46,6 @@ def is_video_config(cfg) -> bool:
 def check_model_available(cfg) -> None:
     """Raise :class:`ModelUnavailableError` (saying what to do) if ``MODEL.META_ARCHITECTURE`` is not
     registered."""
-    from ..modeling import META_ARCH_REGISTRY
-
     name = cfg.MODEL.META_ARCHITECTURE
     if name in META_ARCH_REGISTRY:
         return
@@ -65,8 +65,6 @@ class _ModelRunner:
     """
 
     def __init__(self, cfg, model: Optional[nn.Module] = None):
-        from ..data.transforms import ResizeShortestEdge
-
         if cfg.MODEL.RANKSEG.USE_GT:
             raise ConfigError("MODEL.RANKSEG.USE_GT=True is the ground-truth oracle, which needs annotations; a "
                              "predictor runs on plain images. Set MODEL.RANKSEG.USE_GT False (or use a config "
@@ -77,8 +75,6 @@ class _ModelRunner:
         self.cfg = cfg.clone()
         self.input_format = cfg.INPUT.FORMAT
         if model is None:
-            from ..modeling import build_model
-
             check_model_available(cfg)
             model = build_model(self.cfg)
             Checkpointer(model).load(cfg.MODEL.WEIGHTS, checkpointables=[])

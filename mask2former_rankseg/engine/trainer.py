@@ -14,12 +14,29 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from ..data.build import per_process_batch_size
+from ..data.mappers import TRAIN_MAPPERS, VIDEO_MAPPERS
+from ..evaluation import (
+    COCOPanopticEvaluator,
+    DatasetEvaluators,
+    InstanceSegEvaluator,
+    RankSegEvaluator,
+    SemSegEvaluator,
+    VSPWEvaluator,
+    YTVISEvaluator,
+    format_results_table,
+    inference_on_dataset,
+    write_results_json,
+)
+from ..modeling import build_model
 from ..utils import comm
 from ..utils.events import EventStorage, EventWriter
 from . import hooks as hooks_module
 from .checkpoint import Checkpointer, CheckpointError
 from .defaults import OutputDirError, capture_rng_state, check_output_dir, resolve_device, restore_rng_state
 from .optim import build_gradient_clipper, build_lr_scheduler, build_optimizer
+from .tta import SemanticSegmentorWithTTA
 
 __all__ = ["Trainer"]
 
@@ -49,8 +66,6 @@ class Trainer:
     """
 
     def __init__(self, cfg):
-        from ..data.build import per_process_batch_size
-
         cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         per_process_batch_size(cfg.SOLVER.IMS_PER_BATCH, comm.get_world_size())  # fail before building anything
         self.cfg = cfg
@@ -92,8 +107,6 @@ class Trainer:
     def build_model(cls, cfg) -> nn.Module:
         """``build_model(cfg)`` on ``MODEL.DEVICE`` (the CPU, with a warning, when CUDA is missing; the
         process's own GPU in multi-GPU runs)."""
-        from ..modeling import build_model
-
         model = build_model(cfg)
         device = resolve_device(cfg.MODEL.DEVICE)
         if device.startswith("cuda") and comm.get_world_size() > 1:
@@ -123,9 +136,6 @@ class Trainer:
         "vspw" of the first training dataset), which get the video mapper of their type, as upstream's
         train_net_video.py chooses it (one clip per video dict, ``SOLVER.IMS_PER_BATCH`` clips per batch).
         """
-        from ..data import build_detection_train_loader
-        from ..data.mappers import TRAIN_MAPPERS, VIDEO_MAPPERS
-
         video_type = _video_dataset_type(cfg.DATASETS.TRAIN[0]) if len(cfg.DATASETS.TRAIN) else None
         if video_type is not None:
             return build_detection_train_loader(cfg, VIDEO_MAPPERS[video_type].from_config(cfg, True))
@@ -138,9 +148,6 @@ class Trainer:
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):
         """One image (video datasets: one video, or one evaluation clip of it) per batch."""
-        from ..data import build_detection_test_loader
-        from ..data.mappers import VIDEO_MAPPERS
-
         video_type = _video_dataset_type(dataset_name)
         mapper = VIDEO_MAPPERS[video_type].from_config(cfg, False) if video_type is not None else None
         return build_detection_test_loader(cfg, dataset_name, mapper)
@@ -156,17 +163,6 @@ class Trainer:
         * video datasets, as upstream's train_net_video.py: ``ytvis``: ``YTVISEvaluator`` (video AP and the server
           submission), ``vspw``: ``VSPWEvaluator`` (mIoU, VC8, VC16); no image-level ranking metrics.
         """
-        from ..data import MetadataCatalog
-        from ..evaluation import (
-            COCOPanopticEvaluator,
-            DatasetEvaluators,
-            InstanceSegEvaluator,
-            RankSegEvaluator,
-            SemSegEvaluator,
-            VSPWEvaluator,
-            YTVISEvaluator,
-        )
-
         if output_folder is None:
             output_folder = str(Path(cfg.OUTPUT_DIR) / "inference" / dataset_name) if cfg.OUTPUT_DIR else None
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
@@ -440,8 +436,6 @@ class Trainer:
             written to ``OUTPUT_DIR/<results_dir>/<dataset>/evaluation_results.json`` (``results.json`` there is a
             YouTube-VIS submission, as upstream's).
         """
-        from ..evaluation import format_results_table, inference_on_dataset, write_results_json
-
         if isinstance(model, nn.parallel.DistributedDataParallel):
             # every rank evaluates rank 0's model (what its checkpoints hold), BatchNorm statistics included
             comm.broadcast_buffers(model.module, src=0)
@@ -476,9 +470,6 @@ class Trainer:
         and flips (:class:`SemanticSegmentorWithTTA`), results under ``OUTPUT_DIR/inference_TTA``; task names
         get a ``_TTA`` suffix as in Mask2Former. Only semantic segmentation is evaluated (no panoptic/instance TTA).
         """
-        from ..evaluation import SemSegEvaluator
-        from .tta import SemanticSegmentorWithTTA
-
         logger.info("Running inference with test-time augmentation (scales %s, max size %d, flip %s)",
                     list(cfg.TEST.AUG.MIN_SIZES), cfg.TEST.AUG.MAX_SIZE, cfg.TEST.AUG.FLIP)
         if isinstance(model, nn.parallel.DistributedDataParallel):
@@ -496,9 +487,6 @@ class Trainer:
 def _video_dataset_type(dataset_name: str) -> Optional[str]:
     """The video mapper type ("ytvis", "vspw") of a dataset, from its metadata ``evaluator_type`` (None for image
     datasets)."""
-    from ..data import MetadataCatalog
-    from ..data.mappers import VIDEO_MAPPERS
-
     evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
     return evaluator_type if evaluator_type in VIDEO_MAPPERS else None
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 import torch
 from torch import nn
 
+from ..data.catalog import MetadataCatalog
 from ..utils import comm
 from ..utils.file_io import atomic_write
 
@@ -175,8 +176,6 @@ def metadata_or_given(evaluator: str, dataset_name: Optional[str], **given: Any)
     """
     meta = None
     if dataset_name is not None:
-        from ..data.catalog import MetadataCatalog
-
         meta = MetadataCatalog.get(dataset_name)
     values = {k: v if v is not None or meta is None else meta.get(k) for k, v in given.items()}
     missing = [k for k, v in values.items() if v is None]

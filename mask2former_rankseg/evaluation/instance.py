@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from ..utils import comm
 from ..utils.predictions import mask_to_rle
@@ -105,9 +107,6 @@ class InstanceSegEvaluator(ThingPredictionsEvaluator):
         return results
 
     def _score(self, predictions: List[Dict], image_ids: List[int]) -> Dict[str, float]:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-
         summary = io.StringIO()
         with contextlib.redirect_stdout(summary):  # pycocotools prints; keep it in the log instead
             gt = COCO(self._json_file)

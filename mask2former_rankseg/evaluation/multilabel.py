@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from ..data.catalog import MetadataCatalog
 from ..utils import comm
 from .evaluator import DatasetEvaluator, write_results_json
 from .ground_truth import gt_source, load_sem_seg_gt
@@ -111,8 +112,6 @@ class RankSegEvaluator(DatasetEvaluator):
                  ignore_label: Optional[int] = None):
         meta = None
         if dataset_name is not None:
-            from ..data.catalog import MetadataCatalog
-
             meta = MetadataCatalog.get(dataset_name)
         if num_classes is None:
             classes = meta.get("stuff_classes") if meta is not None else None

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
 import numpy as np
+from hotcoco.panoptic import PanopticEval
 from PIL import Image
 
+from ..data.catalog import MetadataCatalog
 from ..utils import comm
 from ..utils.panoptic import id2rgb, rgb2id
 from .evaluator import DatasetEvaluator, write_results_json, write_text_atomic
@@ -51,8 +53,6 @@ class COCOPanopticEvaluator(DatasetEvaluator):
                  stuff_dataset_id_to_contiguous_id: Optional[Mapping[int, int]] = None):
         meta = None
         if dataset_name is not None:
-            from ..data.catalog import MetadataCatalog
-
             meta = MetadataCatalog.get(dataset_name)
 
         def pick(value, key):
@@ -125,8 +125,6 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         return results
 
     def _score(self, predictions: List[Dict], out_dir: Path, tmp: Path) -> Dict[str, Dict[str, float]]:
-        from hotcoco.panoptic import PanopticEval
-
         gt = json.loads(Path(self._gt_json).read_text())
         predicted_ids = {p["image_id"] for p in predictions}
         gt_annotations = [a for a in gt["annotations"] if a["image_id"] in predicted_ids]

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..data.catalog import MetadataCatalog
 from ..utils import comm
 from .evaluator import DatasetEvaluator, write_results_json
 from .ground_truth import gt_source, load_sem_seg_gt
@@ -38,8 +39,6 @@ class SemSegEvaluator(DatasetEvaluator):
                  ignore_label: Optional[int] = None, class_names: Optional[Sequence[str]] = None):
         meta = None
         if dataset_name is not None:
-            from ..data.catalog import MetadataCatalog
-
             meta = MetadataCatalog.get(dataset_name)
         if class_names is None and meta is not None:
             class_names = meta.get("stuff_classes")

@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.modules._functions import SyncBatchNorm as TorchSyncBatchNormFn
 
 # Devices on which torch's own SyncBatchNorm kernels run (it raises for any other, e.g. the CPU).
 _TORCH_SYNC_BN_DEVICES = ("cuda", "hpu", "xpu")
@@ -94,8 +95,6 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         self._check_input_dim(input)
         factor = self._momentum_factor()
         if input.device.type in _TORCH_SYNC_BN_DEVICES:
-            from torch.nn.modules._functions import SyncBatchNorm as TorchSyncBatchNormFn  # fused kernels
-
             return TorchSyncBatchNormFn.apply(input, self.weight, self.bias, self.running_mean, self.running_var,
                                                self.eps, factor, self._group(), world_size)
         return self._all_reduce_batch_norm(input, factor)

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
 
 import torch
+from safetensors.torch import load_file
+
+from .file_io import atomic_write
 
 __all__ = ["ConversionError", "converter_main", "read_state_dict", "torchvision_resnet_name", "write_d2_pkl"]
 
@@ -35,8 +38,6 @@ def read_state_dict(path: str | Path, *, wrappers=("model", "state_dict")) -> Di
         raise ConversionError(f"{path}: no such file.")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             data = load_file(str(path))
         else:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -57,8 +58,6 @@ def read_state_dict(path: str | Path, *, wrappers=("model", "state_dict")) -> Di
 def write_d2_pkl(path: str | Path, weights: Mapping[str, torch.Tensor], author: str) -> int:
     """Write ``weights`` in detectron2's model-zoo format, atomically (nothing half-written on failure);
     bfloat16 tensors are stored as float32 (numpy has no bfloat16). Returns the number of tensors."""
-    from .file_io import atomic_write
-
     model = {k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy() for k, v in weights.items()}
     payload = {"model": model, "__author__": author, "matching_heuristics": True}
     atomic_write(path, lambda f: pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL))

@@ -183,7 +183,7 @@ class TensorboardXWriter(EventWriter):
     """Scalars to TensorBoard event files (``events.out.tfevents.*``) in ``log_dir``."""
 
     def __init__(self, log_dir: str | Path, window_size: int = 20, **kwargs):
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # heavy (about 1 s): imported only when events are written
 
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         self._writer = SummaryWriter(str(log_dir), **kwargs)

@@ -4,8 +4,11 @@ file stem."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..catalog import DatasetCatalog, MetadataCatalog
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +103,6 @@ def register_sem_seg(name: str, loader: Callable[[], List[Dict[str, Any]]], *, s
                      sem_seg_root: str | Path, **extra: Any) -> None:
     """Register a semantic segmentation dataset and its metadata (``evaluator_type="sem_seg"``) unless
     ``name`` is already registered. ``extra`` holds further metadata (e.g. ``stuff_dataset_id_to_contiguous_id``)."""
-    from ..catalog import DatasetCatalog, MetadataCatalog
-
     if name in DatasetCatalog:
         return
     if len(stuff_classes) != len(stuff_colors):
@@ -120,8 +121,6 @@ def register_sem_seg(name: str, loader: Callable[[], List[Dict[str, Any]]], *, s
 
 def dataset_root() -> Path:
     """The datasets root: ``$DETECTRON2_DATASETS`` (default ``datasets``), read at call time."""
-    import os
-
     return Path(os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")))
 
 
@@ -137,8 +136,6 @@ def update_metadata(name: str, **fields) -> None:
     under another ``$DETECTRON2_DATASETS`` updates them (Metadata refuses plain re-assignment, so its
     fields are re-created).
     """
-    from ..catalog import MetadataCatalog
-
     current = MetadataCatalog.get(name).as_dict()
     if all(current.get(k) == v for k, v in fields.items()):
         return

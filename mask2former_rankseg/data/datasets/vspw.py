@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+from PIL import Image
 
 from ...constants import IGNORE_LABEL
 from ..catalog import DatasetCatalog, MetadataCatalog
@@ -93,8 +94,6 @@ def load_vspw(vspw_dir: str | Path, split_file: str | Path, clip_length: Optiona
     Raises:
         FileNotFoundError: the split list or a listed video's ``origin`` folder is missing (both named).
     """
-    from PIL import Image
-
     vspw_dir, split_file = Path(vspw_dir), Path(split_file)
     if not split_file.is_file():
         raise FileNotFoundError(f"VSPW split list {split_file} not found; see datasets/README.md (VSPW).")

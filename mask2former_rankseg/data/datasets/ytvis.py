@@ -25,6 +25,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from pycocotools import mask as mask_utils
+
 from ..catalog import DatasetCatalog, MetadataCatalog
 from .sem_seg import dataset_root, update_metadata
 
@@ -170,8 +172,6 @@ def _add_track(frames: List[List[Dict[str, Any]]], ann: Dict, video: Dict, json_
                dataset_id_to_contiguous_id: Mapping[int, int]) -> int:
     """Append track ``ann`` to the frames where it has a segmentation; returns how many frames were dropped for
     having only invalid polygons."""
-    from pycocotools import mask as mask_utils
-
     video_id, length = video["id"], len(frames)
     category = ann.get("category_id")
     if category not in dataset_id_to_contiguous_id:
@@ -204,8 +204,6 @@ def _add_track(frames: List[List[Dict[str, Any]]], ann: Dict, video: Dict, json_
 
 def _segmentation_bbox(segm: Any) -> List[float]:
     """[x, y, w, h] of an RLE dict or polygons (for JSONs without ``bboxes``)."""
-    from pycocotools import mask as mask_utils
-
     if isinstance(segm, dict):
         return [float(v) for v in mask_utils.toBbox(segm)]
     xs = [x for p in segm for x in p[0::2]]

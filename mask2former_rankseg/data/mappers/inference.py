@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ...constants import IGNORE_LABEL
+from ..catalog import MetadataCatalog
 from ..detection_utils import check_image_size, read_image
 from ..transforms import ResizeShortestEdge, apply_augmentations
 from .semantic import semantic_to_instances
@@ -46,8 +47,6 @@ class InferenceDatasetMapper:
         16-bit label maps), else ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``."""
         ignore_label = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
         if dataset_name is not None:
-            from ..catalog import MetadataCatalog
-
             ignore_label = MetadataCatalog.get(dataset_name).get("ignore_label", ignore_label)
         return cls(min_size=cfg.INPUT.MIN_SIZE_TEST, max_size=cfg.INPUT.MAX_SIZE_TEST, image_format=cfg.INPUT.FORMAT,
                    load_gt=cfg.MODEL.RANKSEG.USE_GT, ignore_label=ignore_label)

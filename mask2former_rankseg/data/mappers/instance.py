@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Union
 
 import numpy as np
 import torch
+from pycocotools import mask as mask_utils
 from torch.nn import functional as F
 
 from ...structures import Instances
@@ -20,8 +21,6 @@ __all__ = ["MaskFormerInstanceDatasetMapper", "segmentation_to_mask"]
 def segmentation_to_mask(segmentation: Union[List, Dict, np.ndarray], height: int, width: int,
                          source: str = "annotation") -> np.ndarray:
     """COCO ``segmentation`` (polygons, compressed or uncompressed RLE, or a mask) -> [H, W] uint8 {0, 1}."""
-    from pycocotools import mask as mask_utils
-
     if isinstance(segmentation, np.ndarray):
         if segmentation.shape != (height, width):
             raise ValueError(f"{source}: mask of shape {segmentation.shape}, image {height}x{width}.")

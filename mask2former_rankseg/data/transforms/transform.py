@@ -7,6 +7,7 @@ neighbour, both with the pixel-centre convention so they stay aligned.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -158,8 +159,6 @@ class ColorAugSSDTransform(Transform):
 
     def apply_image(self, image: np.ndarray) -> np.ndarray:
         """[H, W, 3] uint8 in ``img_format`` -> same shape and dtype."""
-        import cv2  # local: only needed when the augmentation is enabled
-
         bgr = image[:, :, ::-1] if self.img_format == "RGB" else image
         bgr = np.ascontiguousarray(bgr)
         if np.random.randint(2):

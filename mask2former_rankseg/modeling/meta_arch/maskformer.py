@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from ...constants import SUPPRESSED_LOGIT
+from ...data.catalog import MetadataCatalog
 from ...structures import ImageList, sem_seg_postprocess
 from ...utils.memory import retry_if_cuda_oom
 from ..matcher import FULL_MASK_FOCAL
@@ -208,8 +209,6 @@ class MaskFormer(MaskClassificationModel):
 
 def _thing_classes(cfg) -> List[int]:
     """Contiguous ids of the thing classes of the first test dataset (what panoptic inference calls things)."""
-    from ...data.catalog import MetadataCatalog
-
     if not cfg.DATASETS.TEST:
         raise ValueError("MODEL.MASK_FORMER.TEST.PANOPTIC_ON needs DATASETS.TEST (its metadata names the thing "
                          "classes).")
