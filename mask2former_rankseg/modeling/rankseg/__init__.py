@@ -13,9 +13,11 @@ from .selection import (
     suppress_absent,
 )
 from .wiring import (
+    QUERY_ARCHITECTURES,
     QUERY_LAYER,
     apply_oracle_and_ranking,
     check_rankseg_args,
+    check_rankseg_config,
     multilabel_loss,
     multilabel_result,
     rank_categories,
@@ -26,9 +28,11 @@ from .wiring import (
 __all__ = [
     "AsymmetricLoss",
     "MultiLabelHead",
+    "QUERY_ARCHITECTURES",
     "QUERY_LAYER",
     "apply_oracle_and_ranking",
     "check_rankseg_args",
+    "check_rankseg_config",
     "check_topk",
     "gather_ranked",
     "multilabel_loss",

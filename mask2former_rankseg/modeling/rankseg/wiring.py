@@ -1,9 +1,9 @@
-"""RankSeg wired into a segmenter: its modules from the config, the ground-truth oracle and
+"""RankSeg wired into a segmenter: its modules and cross-key checks from the config, the ground-truth oracle and
 the ranking of the decoder's outputs, target remapping, the multi-label loss and the ``multilabel`` output.
 
 The mask-classification models (``MaskFormer``, ``VideoMaskFormer``) use all of it. The pieces a per-pixel
 segmenter shares are separate: :func:`rankseg_kwargs_from_config` (``no_object=False`` gives ``LayerNorm(TOPK)``),
-:func:`rank_categories`, :func:`multilabel_loss` and :func:`multilabel_result`.
+:func:`check_rankseg_config`, :func:`rank_categories`, :func:`multilabel_loss` and :func:`multilabel_result`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from ...config import ConfigError
 from ...constants import SUPPRESSED_LOGIT
 from .losses import AsymmetricLoss
 from .multilabel_head import MultiLabelHead
@@ -21,12 +22,53 @@ from .selection import check_topk, gather_ranked, remap_targets, select_topk, su
 QUERY_LAYER = 2
 """The multi-label head reads the queries of this decoder layer: ``query_feature[2]``, the 3rd layer's output."""
 
+QUERY_ARCHITECTURES = ("MaskFormer", "VideoMaskFormer")
+"""Meta-architectures whose multi-label head reads decoder queries (the decoder-depth check applies to them)."""
+
+
+def _decoder_layers(mf) -> int:
+    """Transformer layers of the decoder (entries of ``query_feature``): DEC_LAYERS also counts the prediction on
+    the learnable queries in Mask2Former's masked decoders (image and video), not in MaskFormer's standard one."""
+    return mf.DEC_LAYERS if mf.TRANSFORMER_DECODER_NAME == "StandardTransformerDecoder" else mf.DEC_LAYERS - 1
+
+
+def check_rankseg_config(cfg) -> None:
+    """RankSeg's cross-key checks, with ``MODEL.RANKSEG.FLAG``: TOPK within the label set, a positive HIDDEN_DIM,
+    SHARE_EMBEDDING's width (that of the query classifier's rows), and for the query-reading meta-architectures
+    a decoder deep enough for :data:`QUERY_LAYER`.
+
+    Raises:
+        ConfigError: naming the keys and the fix.
+    """
+    rs = cfg.MODEL.RANKSEG
+    if not rs.FLAG:
+        return
+    check_topk(rs.TOPK, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
+    if rs.HIDDEN_DIM <= 0:
+        raise ConfigError(f"MODEL.RANKSEG.HIDDEN_DIM={rs.HIDDEN_DIM} must be positive.")
+    mf = cfg.MODEL.MASK_FORMER
+    if rs.SHARE_EMBEDDING and rs.HIDDEN_DIM != mf.HIDDEN_DIM:
+        raise ConfigError(
+            f"MODEL.RANKSEG.SHARE_EMBEDDING needs MODEL.RANKSEG.HIDDEN_DIM ({rs.HIDDEN_DIM}) equal to "
+            f"MODEL.MASK_FORMER.HIDDEN_DIM ({mf.HIDDEN_DIM}): the class embeddings are shared."
+        )
+    if cfg.MODEL.META_ARCHITECTURE not in QUERY_ARCHITECTURES:
+        return
+    layers = _decoder_layers(mf)
+    if layers <= QUERY_LAYER:
+        raise ConfigError(
+            f"MODEL.MASK_FORMER.DEC_LAYERS={mf.DEC_LAYERS} is too small for RankSeg with "
+            f"{mf.TRANSFORMER_DECODER_NAME}: the multi-label head reads the queries of decoder layer "
+            f"{QUERY_LAYER + 1}; use DEC_LAYERS >= {mf.DEC_LAYERS - layers + QUERY_LAYER + 1}."
+        )
+
+
 def rankseg_kwargs_from_config(cfg, d_encoder: int, *, no_object: bool = True) -> Dict[str, object]:
     """RankSeg's modules and settings from MODEL.RANKSEG, as the segmenters' constructor arguments; empty without
     ``FLAG``. ``ml_use_gt`` is not included (the oracle also runs without RankSeg).
 
     Args:
-        cfg: a validated config.
+        cfg: a config passing :func:`check_rankseg_config`.
         d_encoder: channels of the tokens the multi-label head reads.
         no_object: the ranked class axis ends with a "no object" column (mask classification): ``ml_norm`` is
             ``LayerNorm(TOPK + 1)``; without it (per-pixel) ``LayerNorm(TOPK)``.
