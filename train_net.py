@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from mask2former_rankseg.config import ConfigError, get_cfg, validate_config
+from mask2former_rankseg.config import ConfigError, get_cfg
 from mask2former_rankseg.engine import (
     Checkpointer,
     CheckpointError,
@@ -24,6 +24,7 @@ from mask2former_rankseg.engine import (
 )
 from mask2former_rankseg.engine.defaults import verify_results
 from mask2former_rankseg.evaluation import format_results_table
+from mask2former_rankseg.modeling import validate_model_config
 from mask2former_rankseg.utils import comm
 
 logger = logging.getLogger("mask2former_rankseg")
@@ -35,7 +36,7 @@ def load_config(args):
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts or [])
-    validate_config(cfg)
+    validate_model_config(cfg)
     cfg.freeze()
     return cfg
 

@@ -28,7 +28,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import tqdm  # noqa: E402
 
-from mask2former_rankseg.config import ConfigError, get_cfg, validate_config  # noqa: E402
+from mask2former_rankseg.config import ConfigError, get_cfg  # noqa: E402
 from mask2former_rankseg.data import MetadataCatalog  # noqa: E402
 from mask2former_rankseg.data.detection_utils import ImageReadError, read_image  # noqa: E402
 from mask2former_rankseg.engine import (  # noqa: E402
@@ -39,6 +39,7 @@ from mask2former_rankseg.engine import (  # noqa: E402
     check_model_available,
     is_video_config,
 )
+from mask2former_rankseg.modeling import validate_model_config  # noqa: E402
 from mask2former_rankseg.utils.logger import setup_logger  # noqa: E402
 from mask2former_rankseg.utils.predictions import (  # noqa: E402
     encode_image,
@@ -100,7 +101,7 @@ def setup_cfg(args: argparse.Namespace):
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    validate_config(cfg)
+    validate_model_config(cfg)
     cfg.freeze()
     return cfg
 

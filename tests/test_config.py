@@ -6,6 +6,7 @@ import pytest
 
 from mask2former_rankseg.config import ConfigError, dump_config, get_cfg, safe_eval, validate_config
 from mask2former_rankseg.config.safe_eval import UnsafeExpressionError
+from mask2former_rankseg.modeling import validate_model_config
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_ROOT.rglob("*.yaml"))
@@ -30,7 +31,7 @@ def test_upstream_defaults():
 def test_every_shipped_config_loads(path):
     cfg = get_cfg()
     cfg.merge_from_file(str(path))
-    validate_config(cfg)
+    validate_model_config(cfg)
 
 
 def test_eval_tag_and_base_chain():
@@ -112,10 +113,10 @@ def test_topk_larger_than_num_classes():
     cfg = get_cfg()
     cfg.merge_from_list(["MODEL.RANKSEG.FLAG", True, "MODEL.RANKSEG.TOPK", 200, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 150])
     with pytest.raises(ConfigError, match="TOPK=200"):
-        validate_config(cfg)
+        validate_model_config(cfg)
     cfg.merge_from_list(["MODEL.RANKSEG.TOPK", 150, "MODEL.RANKSEG.SHARE_EMBEDDING", True])
     with pytest.raises(ConfigError, match="SHARE_EMBEDDING"):
-        validate_config(cfg)
+        validate_model_config(cfg)
 
 
 
@@ -279,12 +280,12 @@ def test_rankseg_decoder_depth_depends_on_the_decoder():
     cfg = get_cfg()
     cfg.merge_from_file(str(CONFIG_ROOT / "maskformer/ade20k-150/maskformer_R50_bs16_160k-rankseg.yaml"))
     cfg.MODEL.MASK_FORMER.DEC_LAYERS = 3
-    validate_config(cfg)
+    validate_model_config(cfg)
     cfg.MODEL.MASK_FORMER.DEC_LAYERS = 2
     with pytest.raises(ConfigError, match="DEC_LAYERS >= 3"):
-        validate_config(cfg)
+        validate_model_config(cfg)
     cfg = get_cfg()
     cfg.merge_from_file(str(CONFIG_ROOT / "ade20k/semantic-segmentation/maskformer2_R50_bs16_160k-rankseg.yaml"))
     cfg.MODEL.MASK_FORMER.DEC_LAYERS = 3
     with pytest.raises(ConfigError, match="DEC_LAYERS >= 4"):
-        validate_config(cfg)
+        validate_model_config(cfg)

@@ -1,52 +1,20 @@
-"""Cross-key checks that single key types cannot express."""
+"""Cross-key checks that single key types cannot express. RankSeg's own checks live with its config mapping
+(``modeling.rankseg.check_rankseg_config``); ``modeling.validate_model_config`` runs both."""
 
 from __future__ import annotations
 
 from .config import ConfigError
 
 VIDEO_DECODER = "VideoMultiScaleMaskedTransformerDecoder"
-
-RANKSEG_QUERY_LAYERS = 3
-"""The multi-label head reads the queries of the 3rd decoder layer."""
 _MASK_FORMER_INPUTS = {
     "MultiScaleMaskedTransformerDecoder": ("multi_scale_pixel_decoder",),
     "StandardTransformerDecoder": ("transformer_encoder", "pixel_embedding"),  # or a backbone feature name
 }
 
 
-def _decoder_layers(mf) -> int:
-    """Transformer layers of the decoder: DEC_LAYERS counts the learnable queries' prediction in Mask2Former's
-    masked decoders (image and video), not in MaskFormer's standard one."""
-    return mf.DEC_LAYERS if mf.TRANSFORMER_DECODER_NAME == "StandardTransformerDecoder" else mf.DEC_LAYERS - 1
-
-
 def validate_config(cfg) -> None:
-    """Raise one :class:`ConfigError` naming the keys and the fix when ``cfg`` is inconsistent."""
-    rs = cfg.MODEL.RANKSEG
-    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
-    if rs.FLAG:
-        if not 0 < rs.TOPK <= num_classes:
-            raise ConfigError(
-                f"MODEL.RANKSEG.TOPK={rs.TOPK} must lie in [1, MODEL.SEM_SEG_HEAD.NUM_CLASSES={num_classes}]; "
-                f"set TOPK <= {num_classes}."
-            )
-        if rs.HIDDEN_DIM <= 0:
-            raise ConfigError(f"MODEL.RANKSEG.HIDDEN_DIM={rs.HIDDEN_DIM} must be positive.")
-        if rs.SHARE_EMBEDDING and rs.HIDDEN_DIM != cfg.MODEL.MASK_FORMER.HIDDEN_DIM:
-            raise ConfigError(
-                f"MODEL.RANKSEG.SHARE_EMBEDDING needs MODEL.RANKSEG.HIDDEN_DIM ({rs.HIDDEN_DIM}) equal to "
-                f"MODEL.MASK_FORMER.HIDDEN_DIM ({cfg.MODEL.MASK_FORMER.HIDDEN_DIM}): the class embeddings are "
-                "shared."
-            )
-        mf = cfg.MODEL.MASK_FORMER
-        if (cfg.MODEL.META_ARCHITECTURE in ("MaskFormer", "VideoMaskFormer")
-                and _decoder_layers(mf) < RANKSEG_QUERY_LAYERS):
-            minimum = mf.DEC_LAYERS - _decoder_layers(mf) + RANKSEG_QUERY_LAYERS
-            raise ConfigError(
-                f"MODEL.MASK_FORMER.DEC_LAYERS={mf.DEC_LAYERS} is too small for RankSeg with "
-                f"{mf.TRANSFORMER_DECODER_NAME}: the multi-label head reads the 3rd decoder layer; use "
-                f"DEC_LAYERS >= {minimum}."
-            )
+    """Raise one :class:`ConfigError` naming the keys and the fix when ``cfg`` is inconsistent (RankSeg's keys
+    are checked by ``modeling.rankseg.check_rankseg_config``)."""
     video_arch = cfg.MODEL.META_ARCHITECTURE == "VideoMaskFormer"
     video_decoder = cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME == VIDEO_DECODER
     if video_arch != video_decoder and cfg.MODEL.META_ARCHITECTURE in ("MaskFormer", "VideoMaskFormer"):

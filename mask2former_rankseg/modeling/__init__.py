@@ -4,7 +4,7 @@ Importing this package registers every built-in part in the registries of :mod:`
 """
 
 from . import backbone, meta_arch, pixel_decoder, transformer_decoder  # noqa: F401  (registration)
-from .build import build_backbone, build_model, build_sem_seg_head
+from .build import build_backbone, build_model, build_sem_seg_head, validate_model_config
 from .registry import (
     BACKBONE_REGISTRY,
     META_ARCH_REGISTRY,
@@ -17,6 +17,7 @@ __all__ = [
     "build_model",
     "build_backbone",
     "build_sem_seg_head",
+    "validate_model_config",
     "BACKBONE_REGISTRY",
     "META_ARCH_REGISTRY",
     "PIXEL_DECODER_REGISTRY",

@@ -14,13 +14,9 @@ from ...data.catalog import MetadataCatalog
 from ...structures import ImageList, sem_seg_postprocess
 from ...utils.memory import retry_if_cuda_oom
 from ..matcher import FULL_MASK_FOCAL
-from ..rankseg import present_classes, scatter_back
+from ..rankseg import multilabel_result, present_classes, scatter_back
 from ..registry import META_ARCH_REGISTRY
-from .mask_classification import (
-    RANKSEG_QUERY_LAYER,  # noqa: F401  (re-exported: where RankSeg reads the queries)
-    MaskClassificationModel,
-    multilabel_result,
-)
+from .mask_classification import MaskClassificationModel
 from .postprocess import (
     instance_inference,
     panoptic_inference,

@@ -10,9 +10,9 @@ import torch
 from ...constants import SUPPRESSED_LOGIT
 from ...structures import ImageList
 from ...utils.memory import retry_if_cuda_oom
-from ..rankseg import present_classes, scatter_back
+from ..rankseg import multilabel_result, present_classes, scatter_back
 from ..registry import META_ARCH_REGISTRY
-from .mask_classification import MaskClassificationModel, multilabel_result
+from .mask_classification import MaskClassificationModel
 from .video_postprocess import VIDEO_TOPK, video_instance_inference, video_semantic_inference
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class VideoMaskFormer(MaskClassificationModel):
     A clip's frames share one set of queries; each query predicts a class for the clip and a mask per frame
     (``pred_masks`` [B, Q, T, h, w]). RankSeg ranks the categories once per clip from the clip's query
     features (decoder layer 3), exactly as :class:`MaskFormer` does per image (the same steps of
-    :mod:`.mask_classification`). Submodule names are upstream's (``backbone``, ``sem_seg_head``,
+    :mod:`..rankseg.wiring`). Submodule names are upstream's (``backbone``, ``sem_seg_head``,
     ``criterion``, ``ml_head``, ``ml_norm``).
 
     Inference treats the whole video as one clip (as upstream). The backbone and pixel decoder, whose outputs

@@ -1,4 +1,4 @@
-"""RankSeg's narrow interface: select the top-k categories, gather/scatter logits, remap targets.
+"""RankSeg's narrow interface: check TOPK, select the top-k categories, gather/scatter logits, remap targets.
 
 Pure functions on tensors, shared by every segmenter that uses RankSeg.
 """
@@ -9,7 +9,21 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from ...config import ConfigError
 from ...constants import SUPPRESSED_LOGIT
+
+
+def check_topk(topk: int, num_classes: int) -> None:
+    """RankSeg's TOPK check, for every entry point (config, constructor arguments, tensors).
+
+    Raises:
+        ConfigError: unless 1 <= ``topk`` <= ``num_classes``.
+    """
+    if not 0 < topk <= num_classes:
+        raise ConfigError(
+            f"MODEL.RANKSEG.TOPK={topk} must lie in [1, MODEL.SEM_SEG_HEAD.NUM_CLASSES={num_classes}]: the number "
+            f"of categories RankSeg keeps per image (or clip); set 1 <= TOPK <= {num_classes}."
+        )
 
 
 def select_topk(image_logits: torch.Tensor, topk: int) -> torch.Tensor:
@@ -17,14 +31,13 @@ def select_topk(image_logits: torch.Tensor, topk: int) -> torch.Tensor:
 
     Args:
         image_logits: [B, K] multi-label scores.
-        topk: categories to keep (1 <= topk <= K).
+        topk: categories to keep (1 <= topk <= K, :func:`check_topk`).
     Returns:
         [B, topk + 1] long; column ``topk`` is K ("no object"). Ties are broken by the lower index
         (stable sort).
     """
     num_classes = image_logits.shape[1]
-    if not 0 < topk <= num_classes:
-        raise ValueError(f"topk={topk} must lie in [1, {num_classes}].")
+    check_topk(topk, num_classes)
     order = torch.sort(image_logits.detach(), dim=1, descending=True, stable=True).indices[:, :topk]
     no_object = order.new_full((order.shape[0], 1), num_classes)
     return torch.cat((order, no_object), dim=1)
