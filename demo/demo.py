@@ -46,9 +46,9 @@ from mask2former_rankseg.utils.predictions import (  # noqa: E402
     save_predictions,
     write_bytes_atomic,
 )
+from mask2former_rankseg.utils.video_tracks import InstanceTracker  # noqa: E402
 from mask2former_rankseg.utils.visualizer import (  # noqa: E402
     ClassPalette,
-    InstanceTracker,
     clip_present_classes,
     draw_clip_frame,
     draw_predictions,
