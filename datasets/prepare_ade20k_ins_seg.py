@@ -14,7 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,6 +27,7 @@ from pycocotools import mask as mask_utils
 
 from mask2former_rankseg.data.datasets.ade20k_instances import ade20k_instances, mask_bbox
 from mask2former_rankseg.data.datasets.instance import ADE20K_INSTANCE_CATEGORIES
+from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
 
 SPLITS = {"train": "training", "val": "validation"}
 
@@ -63,18 +63,11 @@ def convert_split(ade: Path, split: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                        help="folder holding ADEChallengeData2016 (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser = prepare_argument_parser(__doc__, "ADEChallengeData2016")
     parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
     args = parser.parse_args(argv)
-    try:
-        for split in args.splits:
-            print(f"{split}: {convert_split(Path(args.root) / 'ADEChallengeData2016', split)} instances")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    ade = Path(args.root) / "ADEChallengeData2016"
+    return run_and_report(lambda: (f"{split}: {convert_split(ade, split)} instances" for split in args.splits))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,6 +27,7 @@ from PIL import Image
 
 from mask2former_rankseg.data.datasets.ade20k_instances import ade20k_panoptic
 from mask2former_rankseg.data.datasets.panoptic import ADE20K_PANOPTIC_CATEGORIES
+from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
 from mask2former_rankseg.utils.panoptic import id2rgb
 
 SPLITS = {"train": "training", "val": "validation"}
@@ -72,18 +72,11 @@ def convert_split(ade: Path, split: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                        help="folder holding ADEChallengeData2016 (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser = prepare_argument_parser(__doc__, "ADEChallengeData2016")
     parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
     args = parser.parse_args(argv)
-    try:
-        for split in args.splits:
-            print(f"{split}: {convert_split(Path(args.root) / 'ADEChallengeData2016', split)} images")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    ade = Path(args.root) / "ADEChallengeData2016"
+    return run_and_report(lambda: (f"{split}: {convert_split(ade, split)} images" for split in args.splits))
 
 
 if __name__ == "__main__":
