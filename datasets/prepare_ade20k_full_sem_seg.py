@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -40,6 +39,7 @@ from mask2former_rankseg.data.datasets.ade20k_full import (
 from mask2former_rankseg.data.label_maps import remap_labels, save_label_map
 from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
 from mask2former_rankseg.engine.checkpoint import CheckpointError, load_plain_pickle
+from mask2former_rankseg.utils.file_io import atomic_write
 
 MAX_SHORT_SIDE = 512
 MAX_OBJECT_ID = 25 * 256 + 255  # R / 10 <= 25 for 8-bit R
@@ -105,9 +105,7 @@ def convert_image(image_file: Path, out_image: Path, out_label: Path, lut: np.nd
         else:
             rgb = np.asarray(image.convert("RGB"))
             resized = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-            tmp = out_image.with_name(f".{out_image.name}.tmp")
-            Image.fromarray(resized).save(tmp, format="JPEG")
-            os.replace(tmp, out_image)
+            atomic_write(out_image, lambda f: Image.fromarray(resized).save(f, format="JPEG"))
             labels = cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     save_label_map(labels, out_label)
 

@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -28,6 +27,7 @@ from pycocotools import mask as mask_utils
 from mask2former_rankseg.data.datasets.ade20k_instances import ade20k_instances, mask_bbox
 from mask2former_rankseg.data.datasets.instance import ADE20K_INSTANCE_CATEGORIES
 from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
+from mask2former_rankseg.utils.file_io import atomic_write
 
 SPLITS = {"train": "training", "val": "validation"}
 
@@ -56,9 +56,8 @@ def convert_split(ade: Path, split: str) -> int:
                                 "segmentation": rle})
     categories = [{"id": cid, "name": name} for cid, name in ADE20K_INSTANCE_CATEGORIES]
     out = ade / f"ade20k_instance_{split}.json"
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps({"images": json_images, "annotations": annotations, "categories": categories}))
-    os.replace(tmp, out)
+    payload = json.dumps({"images": json_images, "annotations": annotations, "categories": categories})
+    atomic_write(out, lambda f: f.write(payload), mode="w")
     return len(annotations)
 
 

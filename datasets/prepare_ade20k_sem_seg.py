@@ -14,7 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -24,6 +23,7 @@ import tqdm
 from PIL import Image
 
 from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
+from mask2former_rankseg.utils.file_io import atomic_write
 
 NUM_CLASSES = 150
 IGNORE_LABEL = 255
@@ -49,9 +49,8 @@ def convert_file(src: Path, dst: Path) -> None:
         raise ValueError(f"Annotation {src} has shape {raw.shape}; expected a single-channel label PNG.")
     if raw.size and int(raw.max()) > NUM_CLASSES:
         raise ValueError(f"Annotation {src} has label {int(raw.max())} > {NUM_CLASSES}; is it an ADE20K-150 file?")
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    Image.fromarray(convert_labels(raw)).save(tmp, format="PNG")
-    os.replace(tmp, dst)
+    labels = convert_labels(raw)
+    atomic_write(dst, lambda f: Image.fromarray(labels).save(f, format="PNG"))
 
 
 def prepare(root: Path) -> int:

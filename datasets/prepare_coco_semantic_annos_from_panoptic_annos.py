@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -28,6 +27,7 @@ from PIL import Image
 from mask2former_rankseg.constants import IGNORE_LABEL
 from mask2former_rankseg.data.datasets.panoptic import COCO_PANOPTIC_CATEGORIES
 from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
+from mask2former_rankseg.utils.file_io import atomic_write
 from mask2former_rankseg.utils.panoptic import rgb2id
 
 SPLITS = ("val2017", "train2017")
@@ -61,9 +61,8 @@ def convert_split(coco_dir: Path, split: str, id_map: Mapping[int, int]) -> int:
         with Image.open(src) as image:
             ids = rgb2id(np.asarray(image.convert("RGB")))
         dst = out_dir / ann["file_name"]
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        Image.fromarray(semantic_from_panoptic(ids, ann["segments_info"], id_map, str(src))).save(tmp, format="PNG")
-        os.replace(tmp, dst)
+        labels = semantic_from_panoptic(ids, ann["segments_info"], id_map, str(src))
+        atomic_write(dst, lambda f, labels=labels: Image.fromarray(labels).save(f, format="PNG"))
     return len(annotations)
 
 
