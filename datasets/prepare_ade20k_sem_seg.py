@@ -22,11 +22,11 @@ import numpy as np
 import tqdm
 from PIL import Image
 
+from mask2former_rankseg.constants import IGNORE_LABEL
 from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
 from mask2former_rankseg.utils.file_io import atomic_write
 
 NUM_CLASSES = 150
-IGNORE_LABEL = 255
 SPLITS = ("training", "validation")
 
 
