@@ -1,7 +1,7 @@
 """Crash-safe file writing: a file is either the old one or the complete new one, never half-written.
 
 :class:`AtomicPath` is the one implementation (temporary file beside the destination, fsync, rename, fsync of the
-directory); :func:`atomic_write` is it for writers that take an open file.
+directory); :func:`atomic_write` uses it for writers that take an open file.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class AtomicPath:
         path: destination; its directory is created if missing.
         suffix: end of the temporary file's name (writers that choose the format by suffix need theirs).
     Attributes:
-        path: the destination. tmp: the temporary file (created, empty, when the object is).
+        path: the destination.
+        tmp: the temporary file (created, empty, with the object).
     """
 
     def __init__(self, path: str | Path, *, suffix: str = ".tmp"):
