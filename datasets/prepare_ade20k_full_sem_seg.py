@@ -21,8 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -39,7 +37,9 @@ from mask2former_rankseg.data.datasets.ade20k_full import (
     ADE20K_FULL_ROOT,
 )
 from mask2former_rankseg.data.label_maps import remap_labels, save_label_map
+from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
 from mask2former_rankseg.engine.checkpoint import CheckpointError, load_plain_pickle
+from mask2former_rankseg.utils.file_io import atomic_write
 
 MAX_SHORT_SIDE = 512
 MAX_OBJECT_ID = 25 * 256 + 255  # R / 10 <= 25 for 8-bit R
@@ -105,9 +105,7 @@ def convert_image(image_file: Path, out_image: Path, out_label: Path, lut: np.nd
         else:
             rgb = np.asarray(image.convert("RGB"))
             resized = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-            tmp = out_image.with_name(f".{out_image.name}.tmp")
-            Image.fromarray(resized).save(tmp, format="JPEG")
-            os.replace(tmp, out_image)
+            atomic_write(out_image, lambda f: Image.fromarray(resized).save(f, format="JPEG"))
             labels = cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     save_label_map(labels, out_label)
 
@@ -128,18 +126,12 @@ def prepare(dataset_dir: Path, scan: bool = False) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                        help=f"folder holding {ADE20K_FULL_ROOT}/ (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser = prepare_argument_parser(__doc__, f"{ADE20K_FULL_ROOT}/")
     parser.add_argument("--scan", action="store_true", help="list images from the folders, not index_ade20k.pkl")
     args = parser.parse_args(argv)
-    try:
-        count = prepare(Path(args.root), args.scan)
-    except (FileNotFoundError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"Wrote {count} images and label maps under {Path(args.root) / ADE20K_FULL_ROOT}")
-    return 0
+    root = Path(args.root)
+    return run_and_report(lambda: [f"Wrote {prepare(root, args.scan)} images and label maps under "
+                                   f"{root / ADE20K_FULL_ROOT}"])
 
 
 if __name__ == "__main__":

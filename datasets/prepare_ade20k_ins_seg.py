@@ -14,9 +14,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -28,6 +26,8 @@ from pycocotools import mask as mask_utils
 
 from mask2former_rankseg.data.datasets.ade20k_instances import ade20k_instances, mask_bbox
 from mask2former_rankseg.data.datasets.instance import ADE20K_INSTANCE_CATEGORIES
+from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
+from mask2former_rankseg.utils.file_io import atomic_write
 
 SPLITS = {"train": "training", "val": "validation"}
 
@@ -56,25 +56,17 @@ def convert_split(ade: Path, split: str) -> int:
                                 "segmentation": rle})
     categories = [{"id": cid, "name": name} for cid, name in ADE20K_INSTANCE_CATEGORIES]
     out = ade / f"ade20k_instance_{split}.json"
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps({"images": json_images, "annotations": annotations, "categories": categories}))
-    os.replace(tmp, out)
+    payload = json.dumps({"images": json_images, "annotations": annotations, "categories": categories})
+    atomic_write(out, lambda f: f.write(payload), mode="w")
     return len(annotations)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                        help="folder holding ADEChallengeData2016 (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser = prepare_argument_parser(__doc__, "ADEChallengeData2016")
     parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
     args = parser.parse_args(argv)
-    try:
-        for split in args.splits:
-            print(f"{split}: {convert_split(Path(args.root) / 'ADEChallengeData2016', split)} instances")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    ade = Path(args.root) / "ADEChallengeData2016"
+    return run_and_report(lambda: (f"{split}: {convert_split(ade, split)} instances" for split in args.splits))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -28,6 +26,8 @@ from PIL import Image
 
 from mask2former_rankseg.data.datasets.ade20k_instances import ade20k_panoptic
 from mask2former_rankseg.data.datasets.panoptic import ADE20K_PANOPTIC_CATEGORIES
+from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
+from mask2former_rankseg.utils.file_io import atomic_write
 from mask2former_rankseg.utils.panoptic import id2rgb
 
 SPLITS = {"train": "training", "val": "validation"}
@@ -38,12 +38,6 @@ def _read(path: Path) -> np.ndarray:
         raise FileNotFoundError(f"{path} not found (see datasets/README.md for the ADE20K layout).")
     with Image.open(path) as image:
         return np.asarray(image)
-
-
-def _save_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def convert_split(ade: Path, split: str) -> int:
@@ -61,29 +55,22 @@ def convert_split(ade: Path, split: str) -> int:
         instance = _read(ade / "annotations_instance" / folder / f"{stem}.png")
         segments, info = ade20k_panoptic(semantic, instance, source=stem)
         height, width = semantic.shape[:2]
-        _save_atomic(out_dir / f"{stem}.png", lambda tmp, s=segments: Image.fromarray(id2rgb(s)).save(tmp, "PNG"))
+        atomic_write(out_dir / f"{stem}.png", lambda f, s=segments: Image.fromarray(id2rgb(s)).save(f, "PNG"))
         json_images.append({"id": stem, "file_name": image_path.name, "width": int(width), "height": int(height)})
         annotations.append({"image_id": stem, "file_name": f"{stem}.png", "segments_info": info})
     categories = [{"id": cid, "name": name, "isthing": isthing, "color": list(color)}
                   for cid, name, isthing, color in ADE20K_PANOPTIC_CATEGORIES]
     payload = json.dumps({"images": json_images, "annotations": annotations, "categories": categories})
-    _save_atomic(ade / f"ade20k_panoptic_{split}.json", lambda tmp: tmp.write_text(payload))
+    atomic_write(ade / f"ade20k_panoptic_{split}.json", lambda f: f.write(payload), mode="w")
     return len(images)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                        help="folder holding ADEChallengeData2016 (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser = prepare_argument_parser(__doc__, "ADEChallengeData2016")
     parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
     args = parser.parse_args(argv)
-    try:
-        for split in args.splits:
-            print(f"{split}: {convert_split(Path(args.root) / 'ADEChallengeData2016', split)} images")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    ade = Path(args.root) / "ADEChallengeData2016"
+    return run_and_report(lambda: (f"{split}: {convert_split(ade, split)} images" for split in args.splits))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -24,8 +22,11 @@ import numpy as np
 import tqdm
 from PIL import Image
 
+from mask2former_rankseg.constants import IGNORE_LABEL
+from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
+from mask2former_rankseg.utils.file_io import atomic_write
+
 NUM_CLASSES = 150
-IGNORE_LABEL = 255
 SPLITS = ("training", "validation")
 
 
@@ -48,9 +49,8 @@ def convert_file(src: Path, dst: Path) -> None:
         raise ValueError(f"Annotation {src} has shape {raw.shape}; expected a single-channel label PNG.")
     if raw.size and int(raw.max()) > NUM_CLASSES:
         raise ValueError(f"Annotation {src} has label {int(raw.max())} > {NUM_CLASSES}; is it an ADE20K-150 file?")
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    Image.fromarray(convert_labels(raw)).save(tmp, format="PNG")
-    os.replace(tmp, dst)
+    labels = convert_labels(raw)
+    atomic_write(dst, lambda f: Image.fromarray(labels).save(f, format="PNG"))
 
 
 def prepare(root: Path) -> int:
@@ -74,17 +74,10 @@ def prepare(root: Path) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                        help="folder holding ADEChallengeData2016 (default: $DETECTRON2_DATASETS or ./datasets)")
-    args = parser.parse_args(argv)
-    try:
-        count = prepare(Path(args.root))
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"Converted {count} annotations into {Path(args.root) / 'ADEChallengeData2016' / 'annotations_detectron2'}")
-    return 0
+    args = prepare_argument_parser(__doc__, "ADEChallengeData2016").parse_args(argv)
+    root = Path(args.root)
+    return run_and_report(lambda: [f"Converted {prepare(root)} annotations into "
+                                   f"{root / 'ADEChallengeData2016' / 'annotations_detectron2'}"])
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -36,6 +34,7 @@ from PIL import Image
 from mask2former_rankseg.data.datasets.coco_lvis import LVIS_V1_CATEGORY_NAMES, coco_lvis_stuff_lut
 from mask2former_rankseg.data.label_maps import remap_labels, save_label_map
 from mask2former_rankseg.data.mappers.instance import segmentation_to_mask
+from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
 
 SPLITS = ("val", "train")
 COCO_IMAGE_DIRS = ("train2017", "val2017")
@@ -98,19 +97,12 @@ def convert_split(coco_dir: Path, split: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                        help="folder holding coco/ (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser = prepare_argument_parser(__doc__, "coco/")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     args = parser.parse_args(argv)
-    try:
-        for split in args.splits:
-            count = convert_split(Path(args.root) / "coco", split)
-            print(f"{split}: wrote {count} COCO+LVIS label maps")
-    except (FileNotFoundError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    coco = Path(args.root) / "coco"
+    return run_and_report(lambda: (f"{split}: wrote {convert_split(coco, split)} COCO+LVIS label maps"
+                                   for split in args.splits))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -28,6 +26,8 @@ from PIL import Image
 
 from mask2former_rankseg.constants import IGNORE_LABEL
 from mask2former_rankseg.data.datasets.panoptic import COCO_PANOPTIC_CATEGORIES
+from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
+from mask2former_rankseg.utils.file_io import atomic_write
 from mask2former_rankseg.utils.panoptic import rgb2id
 
 SPLITS = ("val2017", "train2017")
@@ -61,27 +61,19 @@ def convert_split(coco_dir: Path, split: str, id_map: Mapping[int, int]) -> int:
         with Image.open(src) as image:
             ids = rgb2id(np.asarray(image.convert("RGB")))
         dst = out_dir / ann["file_name"]
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        Image.fromarray(semantic_from_panoptic(ids, ann["segments_info"], id_map, str(src))).save(tmp, format="PNG")
-        os.replace(tmp, dst)
+        labels = semantic_from_panoptic(ids, ann["segments_info"], id_map, str(src))
+        atomic_write(dst, lambda f, labels=labels: Image.fromarray(labels).save(f, format="PNG"))
     return len(annotations)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                        help="folder holding coco/ (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser = prepare_argument_parser(__doc__, "coco/")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), help="default: val2017 train2017")
     args = parser.parse_args(argv)
+    coco = Path(args.root) / "coco"
     id_map = {cid: i for i, (cid, _, _, _) in enumerate(COCO_PANOPTIC_CATEGORIES)}
-    try:
-        for split in args.splits:
-            count = convert_split(Path(args.root) / "coco", split, id_map)
-            print(f"{split}: wrote {count} semantic maps")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_and_report(lambda: (f"{split}: wrote {convert_split(coco, split, id_map)} semantic maps"
+                                   for split in args.splits))
 
 
 if __name__ == "__main__":

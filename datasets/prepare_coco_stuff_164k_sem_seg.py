@@ -15,8 +15,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -27,6 +25,7 @@ from PIL import Image
 
 from mask2former_rankseg.data.datasets.coco_stuff import coco_stuff_label_lut
 from mask2former_rankseg.data.label_maps import remap_labels, save_label_map
+from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
 
 SPLITS = ("val2017", "train2017")
 
@@ -55,18 +54,12 @@ def prepare(root: Path, splits: Sequence[str] = SPLITS) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                        help="folder holding coco/ (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser = prepare_argument_parser(__doc__, "coco/")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     args = parser.parse_args(argv)
-    try:
-        count = prepare(Path(args.root), args.splits)
-    except (FileNotFoundError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"Converted {count} label maps into {Path(args.root) / 'coco' / 'stuffthingmaps_detectron2'}")
-    return 0
+    root = Path(args.root)
+    return run_and_report(lambda: [f"Converted {prepare(root, args.splits)} label maps into "
+                                   f"{root / 'coco' / 'stuffthingmaps_detectron2'}"])
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -34,6 +32,7 @@ from mask2former_rankseg.constants import IGNORE_LABEL
 from mask2former_rankseg.data.datasets.pascal_context import pascal_context_label_lut
 from mask2former_rankseg.data.label_maps import save_label_map
 from mask2former_rankseg.data.mappers.instance import segmentation_to_mask
+from mask2former_rankseg.data.prepare_cli import prepare_argument_parser, run_and_report
 
 SPLITS = ("train", "val")
 
@@ -97,21 +96,13 @@ def prepare(root: Path, json_file: Optional[Path] = None, splits: Sequence[str] 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
-                        help="folder holding VOCdevkit/ (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser = prepare_argument_parser(__doc__, "VOCdevkit/")
     parser.add_argument("--json", type=Path, default=None,
                         help="trainval_merged.json (default: VOCdevkit/VOC2010/trainval_merged.json)")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     args = parser.parse_args(argv)
-    try:
-        counts = prepare(Path(args.root), args.json, args.splits)
-    except (FileNotFoundError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for split, count in counts.items():
-        print(f"{split}: wrote {count} Pascal-Context-59 and -60 label maps")
-    return 0
+    return run_and_report(lambda: [f"{split}: wrote {count} Pascal-Context-59 and -60 label maps"
+                                   for split, count in prepare(Path(args.root), args.json, args.splits).items()])
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ and skipped), 2 for a bad command line, config or checkpoint.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import logging
 import os
@@ -40,6 +39,7 @@ from mask2former_rankseg.engine import (  # noqa: E402
     is_video_config,
 )
 from mask2former_rankseg.modeling import validate_model_config  # noqa: E402
+from mask2former_rankseg.utils.file_io import AtomicPath  # noqa: E402
 from mask2former_rankseg.utils.logger import setup_logger  # noqa: E402
 from mask2former_rankseg.utils.predictions import (  # noqa: E402
     encode_image,
@@ -47,9 +47,9 @@ from mask2former_rankseg.utils.predictions import (  # noqa: E402
     save_predictions,
     write_bytes_atomic,
 )
+from mask2former_rankseg.utils.video_tracks import InstanceTracker  # noqa: E402
 from mask2former_rankseg.utils.visualizer import (  # noqa: E402
     ClassPalette,
-    InstanceTracker,
     clip_present_classes,
     draw_clip_frame,
     draw_predictions,
@@ -217,17 +217,17 @@ class VideoSink:
     def __init__(self, path: Optional[Path], fps: float, window: Optional[Window]):
         self.path, self.fps, self.window = path, fps, window
         self._writer: Optional[cv2.VideoWriter] = None
-        self._tmp: Optional[Path] = None
+        self._output: Optional[AtomicPath] = None
         self.frames = 0
 
     def write(self, frame_rgb: np.ndarray) -> bool:
         """Add a frame; False when the user closed the window with Esc."""
         if self.path is not None:
             if self._writer is None:
-                self._tmp = self.path.with_name(f".{self.path.stem}.partial{VIDEO_SUFFIX}")
+                self._output = AtomicPath(self.path, suffix=f".partial{VIDEO_SUFFIX}")
                 height, width = _even_sized(frame_rgb).shape[:2]
-                self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*VIDEO_CODEC), self.fps,
-                                               (width, height), True)
+                self._writer = cv2.VideoWriter(str(self._output.tmp), cv2.VideoWriter_fourcc(*VIDEO_CODEC),
+                                               self.fps, (width, height), True)
                 if not self._writer.isOpened():
                     raise DemoError(f"Cannot write a {VIDEO_CODEC} video to {self.path}.")
             self._writer.write(_even_sized(frame_rgb)[:, :, ::-1].copy())
@@ -236,15 +236,15 @@ class VideoSink:
 
     def close(self, keep: bool) -> None:
         """Finish the video (``keep``) or remove it."""
-        if self._writer is None:
+        if self._output is None:
             return
-        self._writer.release()
+        if self._writer is not None:
+            self._writer.release()
         if keep and self.frames:
-            os.replace(self._tmp, self.path)
+            self._output.commit()
             logger.info("Wrote %s (%d frames)", self.path, self.frames)
         else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmp)
+            self._output.discard()
 
 
 def _even_sized(frame: np.ndarray) -> np.ndarray:

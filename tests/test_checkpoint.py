@@ -225,13 +225,13 @@ def test_optimizer_state_of_another_model_is_a_clear_error(tmp_path):
 def test_unreachable_url_is_a_clear_error(monkeypatch):
     import urllib.error
 
-    from mask2former_rankseg.engine import checkpoint as ckpt_module
+    from mask2former_rankseg.engine.checkpoint import urls as ckpt_urls
 
     class Offline:
         def get_local_path(self, url):
             raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(ckpt_module, "_path_manager", lambda: Offline())
+    monkeypatch.setattr(ckpt_urls, "_path_manager", lambda: Offline())
     with pytest.raises(CheckpointError, match="Cannot download checkpoint https://.*MODEL.WEIGHTS"):
         Checkpointer(Tiny()).load("detectron2://ImageNetPretrained/torchvision/R-50.pkl")
 
@@ -239,7 +239,7 @@ def test_unreachable_url_is_a_clear_error(monkeypatch):
 def test_urls_are_resolved_and_cached_through_the_path_manager(tmp_path, monkeypatch):
     """detectron2:// names map to detectron2's model zoo; the download goes through iopath's cache once per
     URL; ``?matching_heuristics=True`` turns suffix matching on for files that do not ask for it."""
-    from mask2former_rankseg.engine import checkpoint as ckpt_module
+    from mask2former_rankseg.engine.checkpoint import urls as ckpt_urls
 
     _official_pkl(tmp_path / "R-50.pkl")
     torch.save({"model": {"res2.0.conv1.weight": torch.full((4, 3, 3, 3), 2.0)}}, tmp_path / "plain.pth")
@@ -250,7 +250,7 @@ def test_urls_are_resolved_and_cached_through_the_path_manager(tmp_path, monkeyp
             fetched.append(url)
             return str(tmp_path / Path(url).name)
 
-    monkeypatch.setattr(ckpt_module, "_path_manager", lambda: Cache())
+    monkeypatch.setattr(ckpt_urls, "_path_manager", lambda: Cache())
     model = Tiny()
     Checkpointer(model).load("detectron2://ImageNetPretrained/torchvision/R-50.pkl")
     assert fetched == ["https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/torchvision/R-50.pkl"]

@@ -11,7 +11,8 @@ PACKAGE = "mask2former_rankseg"
 SOURCE = Path(__file__).resolve().parents[1] / PACKAGE
 
 LAYERS: Tuple[Tuple[str, ...], ...] = (
-    ("constants", "structures", "layers", "ops", "config"),
+    ("constants",),
+    ("structures", "layers", "ops", "config"),
     ("utils",),
     ("data",),
     ("modeling", "evaluation"),

@@ -5,6 +5,7 @@ Values are upstream's defaults, so upstream YAML files load unchanged and mean t
 
 from __future__ import annotations
 
+from ..constants import IGNORE_LABEL
 from .config import CfgNode as CN
 
 
@@ -158,7 +159,7 @@ def _detectron2_defaults() -> CN:
     C.MODEL.SEM_SEG_HEAD = CN()
     C.MODEL.SEM_SEG_HEAD.NAME = "SemSegFPNHead"
     C.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["p2", "p3", "p4", "p5"]
-    C.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 255
+    C.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = IGNORE_LABEL
     C.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 54
     C.MODEL.SEM_SEG_HEAD.CONVS_DIM = 128
     C.MODEL.SEM_SEG_HEAD.COMMON_STRIDE = 4

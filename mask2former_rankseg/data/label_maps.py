@@ -3,11 +3,12 @@ writing of 8- or 16-bit maps (PNG or TIFF)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..utils.file_io import atomic_write
 
 __all__ = ["remap_labels", "save_label_map"]
 
@@ -40,18 +41,12 @@ def remap_labels(raw: np.ndarray, lut: np.ndarray, dtype: type, source: str = "l
 
 
 def save_label_map(labels: np.ndarray, path: str | Path) -> None:
-    """Write [H, W] ``uint8`` or ``uint16`` labels to ``path`` (PNG or TIFF, by suffix) through a temporary
-    file and a rename, so an interrupted run leaves no truncated file."""
+    """Write [H, W] ``uint8`` or ``uint16`` labels to ``path`` (PNG or TIFF, by suffix) atomically
+    (:func:`~mask2former_rankseg.utils.file_io.atomic_write`), so an interrupted run leaves no truncated file."""
     path = Path(path)
     if labels.ndim != 2 or labels.dtype not in _DTYPES:
         raise TypeError(f"{path}: label maps are [H, W] uint8 or uint16, got {labels.dtype} {labels.shape}.")
     fmt = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: label maps are written as .png or .tif, not {path.suffix!r}.")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        Image.fromarray(np.ascontiguousarray(labels)).save(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda f: Image.fromarray(np.ascontiguousarray(labels)).save(f, format=fmt))

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from ..constants import IGNORE_LABEL
 from ..data.catalog import MetadataCatalog
 from ..utils import comm
 from .evaluator import DatasetEvaluator, write_results_json
@@ -121,7 +122,7 @@ class RankSegEvaluator(DatasetEvaluator):
                 )
             num_classes = len(classes)
         if ignore_label is None:
-            ignore_label = meta.get("ignore_label", 255) if meta is not None else 255
+            ignore_label = meta.get("ignore_label", IGNORE_LABEL) if meta is not None else IGNORE_LABEL
         self._dataset_name = dataset_name
         self._num_classes = int(num_classes)
         self._ignore_label = int(ignore_label)

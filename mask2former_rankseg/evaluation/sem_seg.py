@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..constants import IGNORE_LABEL
 from ..data.catalog import MetadataCatalog
 from ..utils import comm
 from .evaluator import DatasetEvaluator, write_results_json
@@ -56,7 +57,7 @@ class SemSegEvaluator(DatasetEvaluator):
                 f"(metadata 'stuff_classes' of {dataset_name!r}); they must agree."
             )
         if ignore_label is None:
-            ignore_label = meta.get("ignore_label", 255) if meta is not None else 255
+            ignore_label = meta.get("ignore_label", IGNORE_LABEL) if meta is not None else IGNORE_LABEL
         self._dataset_name = dataset_name
         self._distributed = distributed
         self._output_dir = output_dir

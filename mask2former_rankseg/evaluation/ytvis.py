@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -33,6 +32,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..utils.file_io import AtomicPath
 from .evaluator import write_results_json
 from .instance import ThingPredictionsEvaluator
 
@@ -234,17 +234,8 @@ def write_submission(results: Sequence[Mapping[str, Any]], output_dir: str | os.
     json_path = output_dir / "results.json"
     write_results_json(list(results), json_path)
     zip_path = output_dir / "results.zip"
-    fd, tmp = tempfile.mkstemp(prefix=".results.zip.", dir=output_dir)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.write(json_path, arcname="results.json")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, zip_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with AtomicPath(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.write(json_path, arcname="results.json")
     return json_path, zip_path
 
 

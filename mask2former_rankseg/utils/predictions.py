@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import cv2
 import numpy as np
 
+from .file_io import atomic_write
 from .panoptic import id2rgb
 
 __all__ = [
@@ -111,8 +112,6 @@ def mask_to_rle(mask: np.ndarray) -> Dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename (no half-written file is left)."""
-    from ..engine.checkpoint import atomic_write
-
     atomic_write(path, lambda f: f.write(data))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from ...constants import IGNORE_LABEL_16BIT
 from ._ade20k_full_categories import ADE20K_FULL_CATEGORIES
 from .palette import voc_colormap
 from .sem_seg import dataset_root, load_sem_seg, register_sem_seg, require_dir, set_metadata_roots
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 ADE20K_FULL_ROOT = "ADE20K_2021_17_01"
-ADE20K_FULL_IGNORE_LABEL = 65535
+ADE20K_FULL_IGNORE_LABEL = IGNORE_LABEL_16BIT
 """Label maps are 16-bit; unlabelled pixels and objects outside the 847 classes carry this value (upstream's)."""
 
 _SPLITS = {"ade20k_full_sem_seg_train": "training", "ade20k_full_sem_seg_val": "validation"}

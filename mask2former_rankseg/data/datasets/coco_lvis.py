@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
+from ...constants import IGNORE_LABEL_16BIT
 from ._lvis_v1_categories import LVIS_V1_CATEGORY_NAMES
 from .coco_stuff import COCO_STUFF_CATEGORIES
 from .palette import voc_colormap
@@ -37,7 +38,7 @@ __all__ = [
     "register_all_coco_lvis",
 ]
 
-COCO_LVIS_IGNORE_LABEL = 65535
+COCO_LVIS_IGNORE_LABEL = IGNORE_LABEL_16BIT
 """16-bit label maps; unlabelled pixels (and COCO thing pixels that no LVIS mask covers) carry this value."""
 
 _FIRST_STUFF_ID = 92  # COCO-Stuff's stuff categories are ids 92..182

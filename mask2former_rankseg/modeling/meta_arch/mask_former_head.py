@@ -7,6 +7,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from ...constants import IGNORE_LABEL
 from ...layers import ShapeSpec
 from ..registry import PIXEL_DECODER_REGISTRY, SEM_SEG_HEAD_REGISTRY, TRANSFORMER_DECODER_REGISTRY
 
@@ -24,7 +25,7 @@ class MaskFormerHead(nn.Module):
     """
 
     def __init__(self, *, num_classes: int, pixel_decoder: nn.Module, predictor: nn.Module,
-                 transformer_in_feature: str, ignore_value: int = 255, loss_weight: float = 1.0,
+                 transformer_in_feature: str, ignore_value: int = IGNORE_LABEL, loss_weight: float = 1.0,
                  common_stride: int = 4):
         super().__init__()
         self.num_classes = num_classes
