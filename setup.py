@@ -50,7 +50,7 @@ def _extension_setup() -> dict:
         return {}
     _cuda_home_hint()
     try:
-        import torch
+        import torch  # build-time only: torch may be missing when pip reads the metadata
         from torch.utils import cpp_extension
     except ImportError:
         logger.warning("torch is not importable at build time: building without the compiled kernels. "

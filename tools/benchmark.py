@@ -47,6 +47,15 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 from torch.nn import functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from mask2former_rankseg.config import get_cfg
+from mask2former_rankseg.constants import SUPPRESSED_LOGIT
+from mask2former_rankseg.evaluation import semantic_output
+from mask2former_rankseg.modeling import build_model
+from mask2former_rankseg.modeling.meta_arch.postprocess import semantic_inference, semantic_labels
+from mask2former_rankseg.ops import available_backend, ms_deform_attn
+from mask2former_rankseg.structures import sem_seg_postprocess
 
 logger = logging.getLogger("benchmark")
 
@@ -124,8 +133,6 @@ def _memory_peak(device: str, mark: float) -> float:
 
 def _msda_case(case: Dict) -> Dict:
     """One (backend, size, dtype) measurement; runs in its own process."""
-    from mask2former_rankseg.ops import ms_deform_attn
-
     torch.set_num_threads(case["threads"])
     device = case["device"]
     dtype = getattr(torch, case["dtype"])
@@ -174,8 +181,6 @@ def _format_table(rows: List[Dict], columns: List[str]) -> str:
 
 
 def run_msda(args: argparse.Namespace) -> Dict:
-    from mask2former_rankseg.ops import available_backend
-
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     backends = args.backends or ["reference"] + ([device] if available_backend(device) == device else [])
     dtypes = args.dtypes or (["float32", "bfloat16"] if device.startswith("cuda") else ["float32"])
@@ -202,9 +207,6 @@ def run_msda(args: argparse.Namespace) -> Dict:
 
 def _video_case(case: Dict) -> Dict:
     """One VideoMaskFormer inference on a random video with one window size; runs in its own process."""
-    from mask2former_rankseg.config import get_cfg
-    from mask2former_rankseg.modeling import build_model
-
     torch.set_num_threads(case["threads"])
     device = case["device"]
     cfg = get_cfg()
@@ -248,9 +250,6 @@ ADE20K_FULL_CLASSES = 847
 
 
 def _ade20k_full_model(rankseg: bool, topk: int, device: str):
-    from mask2former_rankseg.config import get_cfg
-    from mask2former_rankseg.modeling import build_model
-
     cfg = get_cfg()
     cfg.merge_from_file(str(ADE20K_FULL_CONFIG))
     cfg.merge_from_list(["MODEL.SEM_SEG_HEAD.NUM_CLASSES", ADE20K_FULL_CLASSES, "MODEL.SEM_SEG_HEAD.IGNORE_VALUE",
@@ -261,8 +260,6 @@ def _ade20k_full_model(rankseg: bool, topk: int, device: str):
 
 def _cpu_peak_bytes(fn: Callable[[], None]) -> int:
     """Peak of live CPU tensor bytes during ``fn()`` above the level at its start (profiler memory events)."""
-    from torch.profiler import ProfilerActivity, profile
-
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
@@ -282,10 +279,6 @@ def _postprocess_step(rankseg: bool, topk: int, size: int, path: str, device: st
     """The semantic post-processing of MaskFormer._inference alone (semantic-only config), on random outputs of
     the model's shapes: logits [Q, K+1] (with RankSeg: the suppressed logit outside the top-k), masks [Q, s/4, s/4]
     upsampled to the input, scores cropped/resized to the output, argmax."""
-    from mask2former_rankseg.constants import SUPPRESSED_LOGIT
-    from mask2former_rankseg.modeling.meta_arch.postprocess import semantic_inference, semantic_labels
-    from mask2former_rankseg.structures import sem_seg_postprocess
-
     g = torch.Generator().manual_seed(0)
     mask_cls = torch.randn(ADE20K_FULL_QUERIES, ADE20K_FULL_CLASSES + 1, generator=g)
     if rankseg:
@@ -320,8 +313,6 @@ def _peak_mib(fn: Callable[[], None], device: str) -> float:
 
 def _ade20k_full_case(case: Dict) -> Dict:
     """One (RankSeg on/off, scores/labels) measurement; runs in its own process."""
-    from mask2former_rankseg.evaluation import semantic_output
-
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
     device = case["device"]

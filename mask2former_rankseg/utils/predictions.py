@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from .file_io import atomic_write
 from .panoptic import id2rgb
@@ -100,8 +101,6 @@ def clip_tracks(clip_output: Mapping[str, Any], threshold: float) -> List[int]:
 
 def mask_to_rle(mask: np.ndarray) -> Dict[str, Any]:
     """Binary mask [H, W] -> COCO RLE ``{"size": [H, W], "counts": str}`` (JSON-ready)."""
-    from pycocotools import mask as mask_utils
-
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
