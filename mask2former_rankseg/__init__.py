@@ -1,3 +1,4 @@
-"""RankSeg on Mask2Former / MaskFormer and per-pixel segmenters, without detectron2."""
+"""RankSeg (image category ranking for segmentation) on Mask2Former and MaskFormer, for images and videos, on
+current PyTorch without detectron2. ARCHITECTURE.md in the repository maps the package."""
 
 __version__ = "0.1.0"

@@ -356,7 +356,7 @@ def add_maskformer2_video_config(cfg: CN) -> None:
 
 
 def add_rankseg_config(cfg: CN) -> None:
-    """RankSeg's keys (DESIGN §5)."""
+    """RankSeg's keys (upstream's names and defaults; the method is in ``modeling/rankseg/``)."""
     rs = cfg.MODEL.RANKSEG = CN()
     rs.FLAG = False  # multi-label head + top-k selection + rank-adaptive norm
     rs.USE_GT = False  # oracle: suppress categories absent from the ground truth

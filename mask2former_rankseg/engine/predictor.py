@@ -2,7 +2,7 @@
 
     predictor = Predictor(cfg)                  # builds the model, loads MODEL.WEIGHTS
     outputs = predictor(image)                  # HxWx3 uint8 numpy image in cfg.INPUT.FORMAT
-    outputs["sem_seg"], outputs["multilabel"]   # DESIGN §2, "model I/O"
+    outputs["sem_seg"], outputs["multilabel"]   # ARCHITECTURE.md, "Model input and output"
 
 :class:`VideoPredictor` is the same for clip-level video models (``MODEL.META_ARCHITECTURE`` in
 :data:`VIDEO_META_ARCHITECTURES`): a list of frames in, one dict for the whole clip out.

@@ -1,4 +1,5 @@
-"""Panoptic quality (PQ, SQ, RQ) with panopticapi's protocol, through ``hotcoco.panoptic`` (DESIGN §3).
+"""Panoptic quality (PQ, SQ, RQ) with panopticapi's protocol, through ``hotcoco.panoptic``
+(panopticapi itself is not on the package index; hotcoco implements the same protocol and signature).
 
 Predictions are written in COCO panoptic format -- one PNG per image with segment ids encoded as RGB
 (``id = R + 256 G + 256^2 B``, 0 = void) and a JSON whose ``annotations`` carry ``segments_info`` with

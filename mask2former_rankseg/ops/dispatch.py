@@ -213,4 +213,4 @@ def _check_inputs(value: torch.Tensor, spatial_shapes: torch.Tensor, level_start
 
 
 backend = available_backend
-"""Public name (DESIGN §4b): ``backend()`` -> "cuda" | "cpu" | "reference"."""
+"""Public name (ARCHITECTURE.md, "Public API"): ``backend()`` -> "cuda" | "cpu" | "reference"."""

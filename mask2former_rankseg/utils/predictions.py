@@ -1,6 +1,6 @@
 """Model outputs as numpy arrays, and as files (the demo's ``--save-json``).
 
-Image models return, per image, the dict of DESIGN §2 ("model I/O"): ``sem_seg`` [K, H, W] scores,
+Image models return, per image, the dict of ARCHITECTURE.md ("Model input and output"): ``sem_seg`` [K, H, W] scores,
 ``panoptic_seg`` ``(id_map [H, W], segments_info)``, ``instances`` (``pred_masks`` [N, H, W], ``scores`` [N],
 ``pred_classes`` [N]) and, with RankSeg, ``multilabel`` (``scores`` [K] image logits, ``topk`` [k] ids). Clip
 (video) models return one dict per clip: ``pred_scores`` [N], ``pred_labels`` [N], ``pred_masks`` (N bool

@@ -112,7 +112,7 @@ class MaskFormer(MaskClassificationModel):
         )
 
     def forward(self, batched_inputs: List[Dict]) -> List[Dict] | Dict[str, torch.Tensor]:
-        """Train: dict of weighted losses. Eval: one dict per image (see DESIGN §2, "model I/O").
+        """Train: dict of weighted losses. Eval: one dict per image (ARCHITECTURE.md, "Model input and output").
 
         Args:
             batched_inputs: dicts with ``image`` (uint8 [3,H,W]), optional ``height``/``width`` (output
