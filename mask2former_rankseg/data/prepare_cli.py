@@ -13,19 +13,15 @@ A script's ``main`` reads::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Callable, Iterable
 
-__all__ = ["PREPARE_ERRORS", "default_datasets_root", "prepare_argument_parser", "run_and_report"]
+from .datasets.sem_seg import dataset_root
+
+__all__ = ["PREPARE_ERRORS", "prepare_argument_parser", "run_and_report"]
 
 PREPARE_ERRORS = (OSError, ValueError, RuntimeError)
 """What a missing or invalid input raises (FileNotFoundError is an OSError); reported as ``error: ...``."""
-
-
-def default_datasets_root() -> str:
-    """``$DETECTRON2_DATASETS`` (``~`` expanded), else ``datasets``; read at call time."""
-    return os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets"))
 
 
 def prepare_argument_parser(doc: str, holds: str) -> argparse.ArgumentParser:
@@ -36,7 +32,7 @@ def prepare_argument_parser(doc: str, holds: str) -> argparse.ArgumentParser:
         holds: what the ``--root`` folder holds, for its help (``"coco/"``, ``"ADEChallengeData2016"``).
     """
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--root", default=default_datasets_root(),
+    parser.add_argument("--root", default=str(dataset_root()),
                         help=f"folder holding {holds} (default: $DETECTRON2_DATASETS or ./datasets)")
     return parser
 
