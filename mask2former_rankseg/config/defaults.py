@@ -377,9 +377,14 @@ def add_package_config(cfg: CN) -> None:
     ``MODEL.MASK_FORMER.TEST.WINDOW_SIZE``: frames per backbone + pixel-decoder pass when VideoMaskFormer runs
     inference on a whole video (the transformer decoder still sees every frame; <= 0: all frames in one pass,
     as upstream).
+
+    ``MODEL.RESNETS.CONTRACT_DILATION`` (``build_resnet_deeplab_backbone``): mmseg's ``contract_dilation``, the first
+    block of a dilated stage (dilation d > 1) has dilation d // 2 (needs ``RES5_MULTI_GRID`` all ones); with it
+    mmseg's ResNetV1c-D8 of RankSeg's per-pixel configs is expressible. False: detectron2 DeepLab's behaviour.
     """
     cfg.MODEL.MASK_FORMER.MASK_LOSS = "point_sampled_bce"
     cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
+    cfg.MODEL.RESNETS.CONTRACT_DILATION = False
 
 
 def get_cfg() -> CN:
