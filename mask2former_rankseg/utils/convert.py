@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from .file_io import atomic_write
 
-__all__ = ["ConversionError", "converter_main", "read_state_dict", "torchvision_resnet_name", "write_d2_pkl"]
+__all__ = ["ConversionError", "converter_main", "mmseg_resnet_name", "read_state_dict", "torchvision_resnet_name",
+           "write_d2_pkl"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +99,27 @@ def torchvision_resnet_name(name: str) -> Optional[str]:
     name = re.sub(r"^layer(\d)\.", lambda m: f"res{int(m.group(1)) + 1}.", name)
     name = name.replace(".downsample.0.", ".shortcut.").replace(".downsample.1.", ".shortcut.norm.")
     return re.sub(r"\.bn(\d)\.", r".conv\1.norm.", name)
+
+
+# mmseg's deep stem is an nn.Sequential of (conv, BN, ReLU) x 3: indices 2, 5 and 8 (ReLUs) hold no tensors.
+_MMSEG_DEEP_STEM = {"0": "conv1", "1": "conv1.norm", "3": "conv2", "4": "conv2.norm", "6": "conv3", "7": "conv3.norm"}
+
+
+def mmseg_resnet_name(name: str) -> Optional[str]:
+    """mmseg / open-mmlab ResNet name (``ResNetV1c``: ``resnet50_v1c``, ``resnet101_v1c``) -> detectron2 ResNet
+    name, or None for what a backbone does not hold.
+
+    The deep stem's ``stem.{0,3,6}`` (convs) and ``stem.{1,4,7}`` (BNs) -> ``stem.conv{1,2,3}`` and
+    ``stem.conv{1,2,3}.norm``; everything else as :func:`torchvision_resnet_name` (mmseg's blocks use
+    torchvision's names: ``layer{i}.{j}.conv{k}``, ``.bn{k}``, ``.downsample.{0,1}``; a ``ResNetV1b``'s
+    ``conv1``/``bn1`` stem too). Raises :class:`ConversionError` for another ``stem.*`` index.
+    """
+    match = re.match(r"stem\.(\d+)\.(.+)", name)
+    if match is None:
+        return torchvision_resnet_name(name)
+    if name.endswith("num_batches_tracked"):
+        return None
+    index, rest = match.groups()
+    if index not in _MMSEG_DEEP_STEM:
+        raise ConversionError(f"{name}: not a tensor of mmseg's deep stem (convs stem.0/3/6, BNs stem.1/4/7).")
+    return f"stem.{_MMSEG_DEEP_STEM[index]}.{rest}"
