@@ -385,6 +385,30 @@ def add_package_config(cfg: CN) -> None:
     cfg.MODEL.MASK_FORMER.MASK_LOSS = "point_sampled_bce"
     cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
     cfg.MODEL.RESNETS.CONTRACT_DILATION = False
+    _add_per_pixel_config(cfg)
+
+
+def _add_per_pixel_config(cfg: CN) -> None:
+    """The per-pixel models' keys (``SemanticSegmentor``; mmseg's settings that detectron2 has no key for).
+
+    ``MODEL.SEM_SEG_HEAD.TEST_MODE``: "whole" (one pass over the image) or "slide" (windows of
+    ``TEST_CROP_SIZE`` (h, w) every ``TEST_STRIDE`` (h, w) pixels, overlapping logits averaged; mmseg's
+    ``test_cfg``). ``MODEL.AUX_HEAD``: the auxiliary head trained beside the main one (``NAME`` "" for none or
+    "FCNHead"; its map, width, convolutions, dropout and loss weight). ``MODEL.RANKSEG.IN_FEATURE`` /
+    ``POOL_SIZE``: the backbone map the per-pixel multi-label head reads and the size it is pooled to.
+    """
+    cfg.MODEL.SEM_SEG_HEAD.TEST_MODE = "whole"
+    cfg.MODEL.SEM_SEG_HEAD.TEST_CROP_SIZE = (512, 512)
+    cfg.MODEL.SEM_SEG_HEAD.TEST_STRIDE = (341, 341)
+    cfg.MODEL.AUX_HEAD = CN()
+    cfg.MODEL.AUX_HEAD.NAME = ""
+    cfg.MODEL.AUX_HEAD.IN_FEATURES = ["res4"]
+    cfg.MODEL.AUX_HEAD.CONVS_DIM = 256
+    cfg.MODEL.AUX_HEAD.NUM_CONVS = 1
+    cfg.MODEL.AUX_HEAD.DROPOUT = 0.1
+    cfg.MODEL.AUX_HEAD.LOSS_WEIGHT = 0.4
+    cfg.MODEL.RANKSEG.IN_FEATURE = "res5"
+    cfg.MODEL.RANKSEG.POOL_SIZE = 16
 
 
 def get_cfg() -> CN:

@@ -10,7 +10,9 @@ Facts kept from upstream (RankSeg's ``train_net.py``, detectron2's ``solver`` an
   each parameter on its own (detectron2).
 * ``WarmupPolyLR``: ``lr = base * warmup(it) * (1 - it / max_iter) ** power`` with a linear (or constant)
   warmup factor and an optional constant ending; the other schedules use detectron2's warmup, which
-  ramps linearly to the schedule's value at the end of the warmup.
+  ramps linearly to the schedule's value at the end of the warmup. ``SOLVER.BASE_LR_END`` (detectron2's key
+  for the cosine schedule's end, default 0) is also the poly schedule's end, as mmseg's ``min_lr``:
+  ``lr = (base - end) * (1 - it / max_iter) ** power + end`` (``end`` scaled with each group's multiplier).
 """
 
 from __future__ import annotations
@@ -202,10 +204,11 @@ class WarmupPolyParamScheduler(ParamScheduler):
     """Multiplier of detectron2's DeepLab ``WarmupPolyLR`` at ``where = it / max_iter``:
     ``warmup(it) * (1 - where) ** power``, where ``warmup`` goes linearly from ``warmup_factor`` at 0 to 1
     at ``warmup_length`` ("linear") or stays ``warmup_factor`` ("constant"), then is 1. After warmup the
-    value never drops below ``constant_ending`` (when > 0)."""
+    value never drops below ``constant_ending`` (when > 0). With ``end_value`` > 0 the polynomial decays to it
+    instead of 0: ``end_value + (1 - end_value) * (1 - where) ** power`` (mmseg's ``min_lr`` / base lr)."""
 
     def __init__(self, power: float, constant_ending: float = 0.0, warmup_factor: float = 1.0,
-                 warmup_length: float = 0.0, warmup_method: str = "linear"):
+                 warmup_length: float = 0.0, warmup_method: str = "linear", end_value: float = 0.0):
         if warmup_method not in ("linear", "constant"):
             raise ValueError(f"SOLVER.WARMUP_METHOD={warmup_method!r} is not supported; use 'linear' or 'constant'.")
         self._poly = PolynomialDecayParamScheduler(1.0, power)
@@ -213,6 +216,7 @@ class WarmupPolyParamScheduler(ParamScheduler):
         self._warmup_factor = float(warmup_factor)
         self._warmup_length = float(warmup_length)
         self._warmup_method = warmup_method
+        self._end_value = float(end_value)
 
     def _warmup(self, where: float) -> float:
         if where >= self._warmup_length:
@@ -225,6 +229,8 @@ class WarmupPolyParamScheduler(ParamScheduler):
     def __call__(self, where: float) -> float:
         factor = self._warmup(where)
         value = self._poly(min(max(where, 0.0), 1.0))
+        if self._end_value > 0:
+            value = self._end_value + (1.0 - self._end_value) * value
         if self._constant_ending > 0 and factor == 1.0 and value < self._constant_ending:
             return self._constant_ending
         return factor * value
@@ -271,8 +277,11 @@ def build_lr_multiplier(cfg) -> ParamScheduler:
     max_iter = int(s.MAX_ITER)
     warmup_length = min(max(s.WARMUP_ITERS / max_iter, 0.0), 1.0)
     if name == "WarmupPolyLR":
+        if s.BASE_LR_END > 0 and s.BASE_LR <= 0:
+            raise ValueError(f"SOLVER.BASE_LR_END={s.BASE_LR_END} needs SOLVER.BASE_LR > 0, got {s.BASE_LR}.")
+        end_value = s.BASE_LR_END / s.BASE_LR if s.BASE_LR_END > 0 else 0.0
         return WarmupPolyParamScheduler(s.POLY_LR_POWER, s.POLY_LR_CONSTANT_ENDING, s.WARMUP_FACTOR, warmup_length,
-                                        s.WARMUP_METHOD)
+                                        s.WARMUP_METHOD, end_value)
     if name == "WarmupMultiStepLR":
         steps = [x for x in s.STEPS if x <= max_iter]
         if len(steps) != len(s.STEPS):

@@ -114,7 +114,9 @@ def test_topk_larger_than_num_classes():
     cfg.merge_from_list(["MODEL.RANKSEG.FLAG", True, "MODEL.RANKSEG.TOPK", 200, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 150])
     with pytest.raises(ConfigError, match="TOPK=200"):
         validate_model_config(cfg)
-    cfg.merge_from_list(["MODEL.RANKSEG.TOPK", 150, "MODEL.RANKSEG.SHARE_EMBEDDING", True])
+    cfg.merge_from_list(["MODEL.RANKSEG.TOPK", 150, "MODEL.RANKSEG.SHARE_EMBEDDING", True,
+                         "MODEL.META_ARCHITECTURE", "MaskFormer",
+                         "MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE", "multi_scale_pixel_decoder"])
     with pytest.raises(ConfigError, match="SHARE_EMBEDDING"):
         validate_model_config(cfg)
 

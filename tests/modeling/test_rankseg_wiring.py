@@ -23,10 +23,12 @@ from mask2former_rankseg.modeling.rankseg import (
     gather_ranked,
     multilabel_loss,
     multilabel_result,
+    pixel_rankseg_kwargs_from_config,
     ranked_targets,
     rankseg_kwargs_from_config,
     select_topk,
 )
+from mask2former_rankseg.modeling.rankseg.multilabel_head import SeparableProjection
 
 SYNTHETIC_RANKSEG = REPO / "configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml"
 TOPK_6_OF_5 = ("MODEL.RANKSEG.TOPK=6 must lie in [1, MODEL.SEM_SEG_HEAD.NUM_CLASSES=5]: the number of categories "
@@ -143,8 +145,12 @@ def test_rankseg_kwargs_from_config():
     assert isinstance(loss, AsymmetricLoss)
     assert (loss.gamma_neg, loss.gamma_pos, loss.clip) == (2, 0, 0.05)
     assert (kwargs["ml_loss_weight"], kwargs["ml_topk"], kwargs["ml_share_embedding"]) == (2.5, 3, False)
-    per_pixel = rankseg_kwargs_from_config(cfg, 32, no_object=False)
-    assert per_pixel["ml_norm"].normalized_shape == (3,)  # LayerNorm(TOPK): no "no object" column
+    per_pixel = pixel_rankseg_kwargs_from_config(cfg, 32)  # its LayerNorm(TOPK) is the pixel classifier's
+    assert sorted(per_pixel) == ["ml_head", "ml_in_feature", "ml_loss", "ml_loss_weight", "ml_share_embedding",
+                                 "ml_topk"]
+    head = per_pixel["ml_head"]
+    assert isinstance(head.proj_dec, SeparableProjection) and head.pooling.output_size == 16
+    assert (head.proj_dec.in_features, head.hidden_dim, per_pixel["ml_in_feature"]) == (32, 64, "res5")
 
 
 class _RecordingHead(nn.Module):

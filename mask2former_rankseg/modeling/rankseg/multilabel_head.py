@@ -90,11 +90,47 @@ class Block(nn.Module):
         return x + self._drop_path(self.mlp(self.norm2(x)))
 
 
+class _ConvReLU(nn.Module):
+    """A 1x1 convolution (with bias) and ReLU, named ``conv`` as mmcv's ConvModule."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, groups=groups)
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(x))
+
+
+class SeparableProjection(nn.Module):
+    """Depthwise 1x1 convolution + ReLU, then pointwise 1x1 convolution + ReLU: [B, C_in, H, W] -> [B, C_out, H, W]
+    (mmcv's ``DepthwiseSeparableConvModule`` with its defaults, as upstream's per-pixel multi-label head uses it;
+    names ``depthwise_conv.conv``, ``pointwise_conv.conv``)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.depthwise_conv = _ConvReLU(in_channels, in_channels, groups=in_channels)
+        self.pointwise_conv = _ConvReLU(in_channels, out_channels)
+
+    @property
+    def in_features(self) -> int:
+        return self.depthwise_conv.conv.in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise_conv(self.depthwise_conv(x))
+
+
+PROJECTIONS = ("linear", "separable_conv")
+"""How :class:`MultiLabelHead` projects its input to ``hidden_dim``: a linear layer on tokens (the mask-classification
+models' head, on decoder queries) or :class:`SeparableProjection` on a pooled feature map (the per-pixel models')."""
+
+
 class MultiLabelHead(nn.Module):
     """Image-level category scores from a set of feature tokens.
 
     Tokens are projected to ``hidden_dim`` (``proj_dec``), one embedding per category (``cls_emb``, or the
-    query classifier's rows with ``share_embedding``) is appended, one transformer ``block`` and a
+    classifier's own embeddings with ``share_embedding``) is appended, one transformer ``block`` and a
     LayerNorm (``norm``) follow, and a per-category linear read-out (``fc``) gives one logit per category.
 
     Args:
@@ -104,15 +140,20 @@ class MultiLabelHead(nn.Module):
         share_embedding: category embeddings are passed in by the caller.
         downsample: if set, input maps [B, C, H, W] are average-pooled to this size first.
         droppath: stochastic depth of the block.
+        projection: one of :data:`PROJECTIONS`; ``"separable_conv"`` needs map inputs [B, C, H, W].
     """
 
     def __init__(self, num_classes: int, d_encoder: int, hidden_dim: int, n_heads: int, d_ff: int,
-                 dropout: float, share_embedding: bool, downsample: Optional[int] = None, droppath: float = 0.0):
+                 dropout: float, share_embedding: bool, downsample: Optional[int] = None, droppath: float = 0.0,
+                 projection: str = "linear"):
         super().__init__()
+        if projection not in PROJECTIONS:
+            raise ValueError(f"MultiLabelHead projection={projection!r}; choose one of {PROJECTIONS}.")
         self.num_classes = num_classes
         self.hidden_dim = hidden_dim
         self.share_embedding = share_embedding
-        self.proj_dec = nn.Linear(d_encoder, hidden_dim)
+        self.proj_dec = (nn.Linear(d_encoder, hidden_dim) if projection == "linear"
+                         else SeparableProjection(d_encoder, hidden_dim))
         if not share_embedding:
             self.cls_emb = nn.Parameter(torch.empty(1, num_classes, hidden_dim))
             nn.init.trunc_normal_(self.cls_emb, std=0.02)
@@ -122,11 +163,13 @@ class MultiLabelHead(nn.Module):
         self.pooling = nn.AdaptiveAvgPool2d(downsample) if downsample else None
 
     @classmethod
-    def from_config(cls, cfg, num_classes: int, d_encoder: int) -> MultiLabelHead:
+    def from_config(cls, cfg, num_classes: int, d_encoder: int, *, downsample: Optional[int] = None,
+                    projection: str = "linear") -> MultiLabelHead:
         """MODEL.RANKSEG.HIDDEN_DIM -> width, HIDDEN_DIM // 64 heads, 4x MLP, dropout 0.1; SHARE_EMBEDDING."""
         rs = cfg.MODEL.RANKSEG
         return cls(num_classes, d_encoder, rs.HIDDEN_DIM, n_heads=max(1, rs.HIDDEN_DIM // 64),
-                   d_ff=4 * rs.HIDDEN_DIM, dropout=0.1, share_embedding=rs.SHARE_EMBEDDING)
+                   d_ff=4 * rs.HIDDEN_DIM, dropout=0.1, share_embedding=rs.SHARE_EMBEDDING, downsample=downsample,
+                   projection=projection)
 
     def forward(self, tokens: torch.Tensor, class_embedding: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
@@ -145,7 +188,13 @@ class MultiLabelHead(nn.Module):
         if self.pooling is not None and tokens.dim() == 4:
             tokens = self.pooling(tokens)
         b, c = tokens.shape[:2]
-        x = self.proj_dec(tokens.reshape(b, c, -1).transpose(1, 2))  # [B, N, hidden]
+        if isinstance(self.proj_dec, SeparableProjection):
+            if tokens.dim() != 4:
+                raise ValueError(f"MultiLabelHead with a separable_conv projection reads feature maps [B, C, H, W], "
+                                 f"got {tuple(tokens.shape)}.")
+            x = self.proj_dec(tokens).flatten(2).transpose(1, 2)  # [B, N, hidden]
+        else:
+            x = self.proj_dec(tokens.reshape(b, c, -1).transpose(1, 2))  # [B, N, hidden]
         if self.share_embedding:
             if class_embedding is None or class_embedding.shape != (self.num_classes, self.hidden_dim):
                 got = None if class_embedding is None else tuple(class_embedding.shape)

@@ -5,7 +5,7 @@ Pure functions on tensors, shared by every segmenter that uses RankSeg.
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -26,21 +26,30 @@ def check_topk(topk: int, num_classes: int) -> None:
         )
 
 
-def select_topk(image_logits: torch.Tensor, topk: int) -> torch.Tensor:
-    """Indices of the ``topk`` best-scored categories, best first, plus the "no object" index.
+def select_topk(image_logits: torch.Tensor, topk: int, *, no_object: bool = True,
+                present: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Indices of the ``topk`` best-scored categories, best first (plus the "no object" index).
 
     Args:
         image_logits: [B, K] multi-label scores.
         topk: categories to keep (1 <= topk <= K, :func:`check_topk`).
+        no_object: append column K, "no object" (mask classification); per-pixel classifiers have none.
+        present: [B, K] bool, the ground-truth oracle's ranking: the categories present in the image come first
+            (by score), then the others.
     Returns:
-        [B, topk + 1] long; column ``topk`` is K ("no object"). Ties are broken by the lower index
-        (stable sort).
+        [B, topk + 1] long whose column ``topk`` is K with ``no_object``, else [B, topk]. Ties are broken by the
+        lower index (stable sort).
     """
     num_classes = image_logits.shape[1]
     check_topk(topk, num_classes)
-    order = torch.sort(image_logits.detach(), dim=1, descending=True, stable=True).indices[:, :topk]
-    no_object = order.new_full((order.shape[0], 1), num_classes)
-    return torch.cat((order, no_object), dim=1)
+    order = torch.sort(image_logits.detach(), dim=1, descending=True, stable=True).indices
+    if present is not None:  # a stable sort on presence keeps the score order within each group
+        first = torch.gather(present, 1, order).to(torch.int8)
+        order = torch.gather(order, 1, torch.sort(first, dim=1, descending=True, stable=True).indices)
+    order = order[:, :topk]
+    if not no_object:
+        return order
+    return torch.cat((order, order.new_full((order.shape[0], 1), num_classes)), dim=1)
 
 
 def gather_ranked(class_logits: torch.Tensor, topk_index: torch.Tensor) -> torch.Tensor:
@@ -126,3 +135,70 @@ def suppress_absent(class_logits: torch.Tensor, present: torch.Tensor,
     """
     absent = torch.cat((~present, present.new_zeros((present.shape[0], 1))), dim=1)
     return class_logits.masked_fill(absent.unsqueeze(1), fill)
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-pixel classifiers: [B, k, H, W] maps over the selected categories, in rank order
+# --------------------------------------------------------------------------------------------------
+
+
+def scatter_back_maps(ranked: torch.Tensor, topk_index: torch.Tensor, num_classes: int,
+                      fill: float = SUPPRESSED_LOGIT) -> torch.Tensor:
+    """Put rank-ordered pixel logits back into the full class space; unselected categories get ``fill``.
+
+    Args:
+        ranked: [B, k, H, W]. topk_index: [B, k] (no "no object" column). num_classes: K.
+    Returns:
+        [B, K, H, W]; channel ``topk_index[b, r]`` holds ``ranked[b, r]``.
+    """
+    b, k, h, w = ranked.shape
+    full = ranked.new_full((b, num_classes, h, w), fill)
+    return full.scatter(1, topk_index.view(b, k, 1, 1).expand(-1, -1, h, w), ranked)
+
+
+def remap_pixel_labels(labels: torch.Tensor, topk_index: torch.Tensor, num_classes: int,
+                       ignore_label: int) -> torch.Tensor:
+    """Pixel labels as rank positions: a pixel of category ``topk_index[b, r]`` gets ``r``; pixels of unselected
+    categories, and ``ignore_label`` pixels, get ``ignore_label``.
+
+    Args:
+        labels: [B, H, W] long, categories in [0, K) or ``ignore_label``.
+        topk_index: [B, k] selection (no "no object" column). num_classes: K.
+    Returns:
+        new [B, H, W] long. Example: K=5, selection [3, 1]: labels [1, 3, 4, 255] -> [1, 0, 255, 255].
+    """
+    b, k = topk_index.shape
+    valid = labels != ignore_label
+    if valid.any():
+        low, top = (int(v) for v in torch.aminmax(labels[valid]))
+        if low < 0 or top >= num_classes:
+            raise ValueError(
+                f"remap_pixel_labels: labels span [{low}, {top}] (ignore {ignore_label} aside), outside "
+                f"[0, {num_classes - 1}]; check MODEL.SEM_SEG_HEAD.NUM_CLASSES and IGNORE_VALUE against the dataset."
+            )
+    inverse = topk_index.new_full((b, num_classes + 1), ignore_label)  # column K: where the ignore pixels look
+    inverse.scatter_(1, topk_index, torch.arange(k, device=topk_index.device).expand(b, -1))
+    lookup = torch.where(valid, labels, torch.full_like(labels, num_classes))
+    return torch.gather(inverse, 1, lookup.reshape(b, -1)).view_as(labels)
+
+
+def present_in_label_maps(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[B, K] bool: the categories with at least one pixel in each label map [B, H, W] (other values, e.g. the
+    ignore label, do not count)."""
+    b = labels.shape[0]
+    flat = labels.reshape(b, -1)
+    inside = (flat >= 0) & (flat < num_classes)
+    counts = torch.zeros((b, num_classes + 1), dtype=torch.long, device=labels.device)
+    counts.scatter_add_(1, torch.where(inside, flat, torch.full_like(flat, num_classes)), inside.long())
+    return counts[:, :num_classes] > 0
+
+
+def suppress_absent_maps(logits: torch.Tensor, present: torch.Tensor, fill: float = SUPPRESSED_LOGIT) -> torch.Tensor:
+    """The ground-truth oracle on pixel logits: categories absent from the image get ``fill``.
+
+    Args:
+        logits: [B, K, H, W]. present: [B, K] bool.
+    Returns:
+        new [B, K, H, W].
+    """
+    return logits.masked_fill(~present[:, :, None, None], fill)

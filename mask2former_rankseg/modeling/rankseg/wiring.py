@@ -1,9 +1,11 @@
 """RankSeg wired into a segmenter: its modules and cross-key checks from the config, the ground-truth oracle and
 the ranking of the decoder's outputs, target remapping, the multi-label loss and the ``multilabel`` output.
 
-The mask-classification models (``MaskFormer``, ``VideoMaskFormer``) use all of it. The pieces a per-pixel
-segmenter shares are separate: :func:`rankseg_kwargs_from_config` (``no_object=False`` gives ``LayerNorm(TOPK)``),
-:func:`check_rankseg_config`, :func:`rank_categories`, :func:`multilabel_loss` and :func:`multilabel_result`.
+The mask-classification models (``MaskFormer``, ``VideoMaskFormer``) use :func:`rankseg_kwargs_from_config` and
+:func:`apply_oracle_and_ranking`; the per-pixel ``SemanticSegmentor`` uses :func:`pixel_rankseg_kwargs_from_config`
+and :func:`rank_categories` (its rank-adaptive ``LayerNorm(TOPK)`` sits in the pixel classifier,
+:class:`~.pixel_classifier.SelectedLabelClassifier`). Both share :func:`check_rankseg_config`, the asymmetric loss
+(:func:`multilabel_loss`) and the ``multilabel`` output (:func:`multilabel_result`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ def _decoder_layers(mf) -> int:
 
 def check_rankseg_config(cfg) -> None:
     """RankSeg's cross-key checks, with ``MODEL.RANKSEG.FLAG``: TOPK within the label set, a positive HIDDEN_DIM,
-    SHARE_EMBEDDING's width (that of the query classifier's rows), and for the query-reading meta-architectures
-    a decoder deep enough for :data:`QUERY_LAYER`.
+    and for the query-reading meta-architectures SHARE_EMBEDDING's width (that of the query classifier's rows) and a
+    decoder deep enough for :data:`QUERY_LAYER` (the per-pixel model checks its classifier's width when built).
 
     Raises:
         ConfigError: naming the keys and the fix.
@@ -46,14 +48,14 @@ def check_rankseg_config(cfg) -> None:
     check_topk(rs.TOPK, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
     if rs.HIDDEN_DIM <= 0:
         raise ConfigError(f"MODEL.RANKSEG.HIDDEN_DIM={rs.HIDDEN_DIM} must be positive.")
+    if cfg.MODEL.META_ARCHITECTURE not in QUERY_ARCHITECTURES:
+        return
     mf = cfg.MODEL.MASK_FORMER
     if rs.SHARE_EMBEDDING and rs.HIDDEN_DIM != mf.HIDDEN_DIM:
         raise ConfigError(
             f"MODEL.RANKSEG.SHARE_EMBEDDING needs MODEL.RANKSEG.HIDDEN_DIM ({rs.HIDDEN_DIM}) equal to "
             f"MODEL.MASK_FORMER.HIDDEN_DIM ({mf.HIDDEN_DIM}): the class embeddings are shared."
         )
-    if cfg.MODEL.META_ARCHITECTURE not in QUERY_ARCHITECTURES:
-        return
     layers = _decoder_layers(mf)
     if layers <= QUERY_LAYER:
         raise ConfigError(
@@ -63,26 +65,50 @@ def check_rankseg_config(cfg) -> None:
         )
 
 
-def rankseg_kwargs_from_config(cfg, d_encoder: int, *, no_object: bool = True) -> Dict[str, object]:
-    """RankSeg's modules and settings from MODEL.RANKSEG, as the segmenters' constructor arguments; empty without
-    ``FLAG``. ``ml_use_gt`` is not included (the oracle also runs without RankSeg).
+def rankseg_kwargs_from_config(cfg, d_encoder: int) -> Dict[str, object]:
+    """RankSeg's modules and settings from MODEL.RANKSEG for a mask-classification model, as its constructor
+    arguments; empty without ``FLAG``. ``ml_use_gt`` is not included (the oracle also runs without RankSeg).
 
     Args:
         cfg: a config passing :func:`check_rankseg_config`.
-        d_encoder: channels of the tokens the multi-label head reads.
-        no_object: the ranked class axis ends with a "no object" column (mask classification): ``ml_norm`` is
-            ``LayerNorm(TOPK + 1)``; without it (per-pixel) ``LayerNorm(TOPK)``.
+        d_encoder: channels of the decoder queries the multi-label head reads.
     Returns:
-        ``ml_head`` (:class:`MultiLabelHead`), ``ml_norm`` (rank-adaptive LayerNorm), ``ml_loss``
-        (:class:`AsymmetricLoss`, gamma_neg 2, gamma_pos 0, clip 0.05), ``ml_loss_weight``, ``ml_topk``,
-        ``ml_share_embedding``.
+        ``ml_head`` (:class:`MultiLabelHead`), ``ml_norm`` (the rank-adaptive ``LayerNorm(TOPK + 1)`` over the
+        ranked class axis and its "no object" column), ``ml_loss`` (:class:`AsymmetricLoss`, gamma_neg 2,
+        gamma_pos 0, clip 0.05), ``ml_loss_weight``, ``ml_topk``, ``ml_share_embedding``.
     """
     rs = cfg.MODEL.RANKSEG
     if not rs.FLAG:
         return {}
     return {
         "ml_head": MultiLabelHead.from_config(cfg, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, d_encoder),
-        "ml_norm": nn.LayerNorm(rs.TOPK + 1 if no_object else rs.TOPK),
+        "ml_norm": nn.LayerNorm(rs.TOPK + 1),
+        **_loss_and_settings(rs),
+    }
+
+
+def pixel_rankseg_kwargs_from_config(cfg, d_encoder: int) -> Dict[str, object]:
+    """RankSeg's modules and settings from MODEL.RANKSEG for a per-pixel model; empty without ``FLAG``.
+
+    The multi-label head is the per-pixel family's: the backbone map ``MODEL.RANKSEG.IN_FEATURE`` average-pooled to
+    ``POOL_SIZE`` x ``POOL_SIZE`` and projected by a depthwise-separable 1x1 convolution (upstream's
+    ``RankSegEncoderHead``); the rank-adaptive ``LayerNorm(TOPK)`` is part of the pixel classifier.
+
+    Args:
+        d_encoder: channels of that backbone map.
+    Returns:
+        ``ml_head``, ``ml_loss``, ``ml_loss_weight``, ``ml_topk``, ``ml_share_embedding``, ``ml_in_feature``.
+    """
+    rs = cfg.MODEL.RANKSEG
+    if not rs.FLAG:
+        return {}
+    head = MultiLabelHead.from_config(cfg, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, d_encoder, downsample=rs.POOL_SIZE,
+                                      projection="separable_conv")
+    return {"ml_head": head, "ml_in_feature": rs.IN_FEATURE, **_loss_and_settings(rs)}
+
+
+def _loss_and_settings(rs) -> Dict[str, object]:
+    return {
         "ml_loss": AsymmetricLoss(gamma_neg=2, gamma_pos=0, clip=0.05),
         "ml_loss_weight": rs.LOSS_WEIGHT,
         "ml_topk": rs.TOPK,
@@ -101,17 +127,19 @@ def check_rankseg_args(ml_head: Optional[nn.Module], ml_norm: Optional[nn.Module
 
 
 def rank_categories(ml_head: nn.Module, tokens: torch.Tensor, topk: int,
-                    class_embedding: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                    class_embedding: Optional[torch.Tensor] = None, *, no_object: bool = True,
+                    present: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Image-level category scores and the selection of the ``topk`` best.
 
     Args:
         tokens: [B, C, N] (or [B, C, H, W]) what ``ml_head`` reads.
         class_embedding: [K, D] category embeddings (with ``SHARE_EMBEDDING``).
+        no_object, present: as :func:`select_topk` (``present``: the oracle's ranking, present categories first).
     Returns:
-        ``(image_logits [B, K], topk_index [B, topk + 1])`` (last column "no object", see :func:`select_topk`).
+        ``(image_logits [B, K], topk_index [B, topk + 1])`` (last column "no object"), or [B, topk] without.
     """
     image_logits = ml_head(tokens, class_embedding)
-    return image_logits, select_topk(image_logits, topk)
+    return image_logits, select_topk(image_logits, topk, no_object=no_object, present=present)
 
 
 def apply_oracle_and_ranking(
@@ -171,8 +199,10 @@ def multilabel_loss(ml_loss: nn.Module, image_logits: torch.Tensor, present: tor
     return ml_loss(image_logits, present.to(image_logits.dtype)) * weight
 
 
-def multilabel_result(image_logits: torch.Tensor, topk_index: torch.Tensor) -> Dict[str, torch.Tensor]:
+def multilabel_result(image_logits: torch.Tensor, topk_index: torch.Tensor, *,
+                      no_object: bool = True) -> Dict[str, torch.Tensor]:
     """The ``multilabel`` output of one image or clip: ``scores`` its logits [K] and ``topk`` the selected
-    categories [k] (``topk_index`` [k + 1] without its "no object" column)."""
-    return {"scores": image_logits, "topk": topk_index[:-1]}
+    categories [k] (``topk_index`` [k + 1] without its "no object" column, or [k] as it is with ``no_object``
+    False)."""
+    return {"scores": image_logits, "topk": topk_index[:-1] if no_object else topk_index}
 
