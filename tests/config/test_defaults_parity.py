@@ -65,7 +65,7 @@ def test_defaults_equal_upstream_key_by_key():
     expected = _expected()
     ours = _flatten(get_cfg())
     assert len(json.loads(DATA.read_text())["keys"]) == 277
-    assert len(expected) == 279
+    assert len(expected) == 283
     problems = _differences(ours, expected)
     assert not problems, f"{len(problems)} differences from upstream's defaults:\n" + "\n".join(problems)
 
