@@ -381,10 +381,23 @@ def add_package_config(cfg: CN) -> None:
     ``MODEL.RESNETS.CONTRACT_DILATION`` (``build_resnet_deeplab_backbone``): mmseg's ``contract_dilation``, the first
     block of a dilated stage (dilation d > 1) has dilation d // 2 (needs ``RES5_MULTI_GRID`` all ones); with it
     mmseg's ResNetV1c-D8 of RankSeg's per-pixel configs is expressible. False: detectron2 DeepLab's behaviour.
+
+    The semantic training mapper's augmentations (mmsegmentation's pipeline for its per-pixel configs):
+    ``INPUT.RESIZE.TYPE`` ``"shortest_edge"`` (detectron2's ``ResizeShortestEdge`` from ``MIN_SIZE_TRAIN``,
+    ``MAX_SIZE_TRAIN``, ``MIN_SIZE_TRAIN_SAMPLING``; the default) or ``"ratio_range"`` (mmseg's ``Resize`` with
+    ``img_scale=INPUT.RESIZE.SCALE``, ``ratio_range=INPUT.RESIZE.RATIO_RANGE``). ``INPUT.AUGMENTATION_STYLE``
+    ``"detectron2"`` (the default: crop, ``ColorAugSSDTransform``, flip) or ``"mmseg"`` (mmseg's ``RandomCrop``
+    with ``cat_max_ratio``, flip, then ``PhotoMetricDistortion``), still switched by ``INPUT.CROP.ENABLED`` and
+    ``INPUT.COLOR_AUG_SSD``.
     """
     cfg.MODEL.MASK_FORMER.MASK_LOSS = "point_sampled_bce"
     cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
     cfg.MODEL.RESNETS.CONTRACT_DILATION = False
+    cfg.INPUT.RESIZE = CN()
+    cfg.INPUT.RESIZE.TYPE = "shortest_edge"
+    cfg.INPUT.RESIZE.SCALE = (2048, 512)
+    cfg.INPUT.RESIZE.RATIO_RANGE = (0.5, 2.0)
+    cfg.INPUT.AUGMENTATION_STYLE = "detectron2"
     _add_per_pixel_config(cfg)
 
 

@@ -1,6 +1,6 @@
-"""COCO-Stuff-164k (171 classes: 80 things + 91 stuff) semantic segmentation: categories and loaders.
+"""COCO-Stuff (171 classes: 80 things + 91 stuff) semantic segmentation, 164k and 10k: categories and loaders.
 
-Layout under ``$DETECTRON2_DATASETS``::
+COCO-Stuff-164k, under ``$DETECTRON2_DATASETS``::
 
     coco/
       train2017/ val2017/                          # COCO 2017 images
@@ -10,6 +10,20 @@ Layout under ``$DETECTRON2_DATASETS``::
 
 Registered as ``coco_2017_train_stuff_sem_seg`` / ``coco_2017_test_stuff_sem_seg`` (the names used by the
 detectron2 projects that register COCO-Stuff-164k, e.g. zsseg.baseline; the "test" split is val2017).
+
+COCO-Stuff-10k (release ``cocostuff-10k-v1.1``: 9,000 train / 1,000 test images of COCO 2014). RankSeg's
+"COCO-Stuff" results (its mmsegmentation configs ``coco-stuff10k*.py`` and its Mask2Former fork) are on this 10k
+version, not on 164k. MaskFormer's / Mask2Former's layout::
+
+    coco/coco_stuff_10k/
+      images/*.jpg  annotations/*.mat  imageLists/{train,test}.txt     # the release
+      images_detectron2/{train,test}/*.jpg                             # datasets/prepare_coco_stuff_10k_sem_seg.py
+      annotations_detectron2/{train,test}/*.png                        # 0..170, 255 = ignore
+
+Registered as ``coco_stuff_10k_{train,test}_sem_seg`` and under the names of RankSeg's Mask2Former fork,
+``coco_2017_{train,test}_stuff_10k_sem_seg``. Both versions share :data:`COCO_STUFF_CATEGORIES`: label i is the
+i-th entry, the order of mmsegmentation's ``COCOStuffDataset.CLASSES`` and of the 10k converter's
+``clsID_to_trID`` (COCO id -> i + 1, then ``reduce_zero_label``).
 """
 
 from __future__ import annotations
@@ -22,7 +36,15 @@ import numpy as np
 from ...constants import IGNORE_LABEL
 from .sem_seg import dataset_root, load_sem_seg, register_sem_seg, require_dir, set_metadata_roots
 
-__all__ = ["COCO_STUFF_CATEGORIES", "coco_stuff_label_lut", "load_coco_stuff_sem_seg", "register_all_coco_stuff"]
+__all__ = [
+    "COCO_STUFF_CATEGORIES",
+    "COCO_STUFF_10K_ROOT",
+    "coco_stuff_10k_label_lut",
+    "coco_stuff_label_lut",
+    "load_coco_stuff_10k_sem_seg",
+    "load_coco_stuff_sem_seg",
+    "register_all_coco_stuff",
+]
 
 # (COCO category id, name, colour) of the 171 classes in label order 0..170. Names and colours are RankSeg's
 # (``mmseg/mmseg/datasets/coco_stuff.py``: COCOStuffDataset.CLASSES / PALETTE); the 80 thing ids are COCO's,
@@ -204,7 +226,19 @@ COCO_STUFF_CATEGORIES: Tuple[Tuple[int, str, Tuple[int, int, int]], ...] = (
 COCO_STUFF_OTHER_ID = 183
 """COCO-Stuff's "other" class: not one of the 171, mapped to the ignore label (as COCO-Stuff's evaluation does)."""
 
+COCO_STUFF_10K_MAX_ID = 182
+"""Largest value of the 10k release's label maps (``S``: 0 = unlabelled, 1..182 = COCO-Stuff ids)."""
+
+COCO_STUFF_10K_ROOT = Path("coco") / "coco_stuff_10k"
+"""COCO-Stuff-10k's folder under ``$DETECTRON2_DATASETS`` (MaskFormer's / Mask2Former's layout)."""
+
 _SPLITS = {"coco_2017_train_stuff_sem_seg": "train2017", "coco_2017_test_stuff_sem_seg": "val2017"}
+_SPLITS_10K = {
+    "coco_stuff_10k_train_sem_seg": "train",
+    "coco_stuff_10k_test_sem_seg": "test",
+    "coco_2017_train_stuff_10k_sem_seg": "train",  # the names of RankSeg's Mask2Former fork
+    "coco_2017_test_stuff_10k_sem_seg": "test",
+}
 
 
 def coco_stuff_label_lut() -> np.ndarray:
@@ -217,6 +251,20 @@ def coco_stuff_label_lut() -> np.ndarray:
         lut[cid - 1] = label
     lut[COCO_STUFF_OTHER_ID - 1] = IGNORE_LABEL
     lut[IGNORE_LABEL] = IGNORE_LABEL
+    return lut
+
+
+def coco_stuff_10k_label_lut() -> np.ndarray:
+    """[183] int64 lookup from a COCO-Stuff-10k v1.1 ``S`` value to the label 0..170.
+
+    As mmsegmentation's converter (``clsID_to_trID``: COCO id -> i + 1) followed by its ``reduce_zero_label``:
+    COCO id c -> its index in :data:`COCO_STUFF_CATEGORIES`, 0 (unlabelled) -> 255. The 11 COCO ids without
+    masks (12, 26, 29, 30, 45, 66, 68, 69, 71, 83, 91) also map to 255; mmsegmentation's table leaves them as
+    they are, which would make them a neighbouring class, but they do not occur in COCO's annotations.
+    """
+    lut = np.full(COCO_STUFF_10K_MAX_ID + 1, IGNORE_LABEL, dtype=np.int64)
+    for label, (cid, _, _) in enumerate(COCO_STUFF_CATEGORIES):
+        lut[cid] = label
     return lut
 
 
@@ -236,15 +284,37 @@ def load_coco_stuff_sem_seg(name: str) -> List[Dict[str, Any]]:
     return load_sem_seg(gt_dir, image_dir, gt_ext="png", image_ext="jpg")
 
 
+def _dirs_10k(split: str) -> Tuple[Path, Path]:
+    root = dataset_root() / COCO_STUFF_10K_ROOT
+    return root / "images_detectron2" / split, root / "annotations_detectron2" / split
+
+
+def load_coco_stuff_10k_sem_seg(name: str) -> List[Dict[str, Any]]:
+    """Dataset dicts of ``coco_stuff_10k_{train,test}_sem_seg`` under the current ``$DETECTRON2_DATASETS``."""
+    image_dir, gt_dir = _dirs_10k(_SPLITS_10K[name])
+    fix = ("Unzip cocostuff-10k-v1.1.zip into coco/coco_stuff_10k and run "
+           "`python datasets/prepare_coco_stuff_10k_sem_seg.py`.")
+    require_dir(image_dir, "COCO-Stuff-10k images", fix)
+    require_dir(gt_dir, "COCO-Stuff-10k labels", fix)
+    set_metadata_roots(name, image_dir, gt_dir)
+    return load_sem_seg(gt_dir, image_dir, gt_ext="png", image_ext="jpg")
+
+
 def register_all_coco_stuff() -> None:
-    """Register ``coco_2017_{train,test}_stuff_sem_seg`` (nothing is read); metadata includes
+    """Register ``coco_2017_{train,test}_stuff_sem_seg`` (164k) and ``coco_stuff_10k_{train,test}_sem_seg``
+    (10k, also as ``coco_2017_{train,test}_stuff_10k_sem_seg``); nothing is read. Metadata includes
     ``stuff_dataset_id_to_contiguous_id`` (COCO id -> label)."""
+    common = dict(
+        stuff_classes=[n for _, n, _ in COCO_STUFF_CATEGORIES],
+        stuff_colors=[c for _, _, c in COCO_STUFF_CATEGORIES],
+        ignore_label=IGNORE_LABEL,
+        stuff_dataset_id_to_contiguous_id={cid: i for i, (cid, _, _) in enumerate(COCO_STUFF_CATEGORIES)},
+    )
     for name, split in _SPLITS.items():
         image_dir, gt_dir = _dirs(split)
-        register_sem_seg(
-            name, lambda name=name: load_coco_stuff_sem_seg(name),
-            stuff_classes=[n for _, n, _ in COCO_STUFF_CATEGORIES],
-            stuff_colors=[c for _, _, c in COCO_STUFF_CATEGORIES],
-            ignore_label=IGNORE_LABEL, image_root=image_dir, sem_seg_root=gt_dir,
-            stuff_dataset_id_to_contiguous_id={cid: i for i, (cid, _, _) in enumerate(COCO_STUFF_CATEGORIES)},
-        )
+        register_sem_seg(name, lambda name=name: load_coco_stuff_sem_seg(name), image_root=image_dir,
+                         sem_seg_root=gt_dir, **common)
+    for name, split in _SPLITS_10K.items():
+        image_dir, gt_dir = _dirs_10k(split)
+        register_sem_seg(name, lambda name=name: load_coco_stuff_10k_sem_seg(name), image_root=image_dir,
+                         sem_seg_root=gt_dir, **common)

@@ -17,19 +17,73 @@ from ..detection_utils import check_image_size, read_image
 from ..transforms import (
     Augmentation,
     ColorAugSSDTransform,
+    PhotoMetricDistortion,
     RandomCrop_CategoryAreaConstraint,
+    RandomCropCatMaxRatio,
     RandomFlip,
+    RatioRangeResize,
     ResizeShortestEdge,
     Transform,
     apply_augmentations,
 )
 
-__all__ = ["MaskFormerSemanticDatasetMapper"]
+__all__ = ["MaskFormerSemanticDatasetMapper", "semantic_training_augmentations"]
 
 logger = logging.getLogger(__name__)
 
-# Upstream pads the image with 128 (about the pixel mean) before normalisation.
+# Upstream pads the image with 128 (about the pixel mean) before normalisation. mmsegmentation pads its crop to
+# the crop size with 0 *after* normalisation, i.e. with the exact pixel mean (123.675, 116.28, 103.53), which a
+# uint8 image cannot hold; the labels are padded with the ignore label in both (set SIZE_DIVISIBILITY to the
+# crop size to pad to it, as mmseg's ``Pad(size=crop_size)``).
 IMAGE_PAD_VALUE = 128
+
+RESIZE_TYPES = ("shortest_edge", "ratio_range")
+AUGMENTATION_STYLES = ("detectron2", "mmseg")
+
+
+def semantic_training_augmentations(cfg) -> List[Union[Augmentation, Transform]]:
+    """The semantic training augmentations that ``cfg`` asks for.
+
+    The resize is ``INPUT.RESIZE.TYPE``'s: ``"shortest_edge"`` (detectron2's ResizeShortestEdge, upstream's) or
+    ``"ratio_range"`` (mmseg's Resize with ``INPUT.RESIZE.SCALE``, ``INPUT.RESIZE.RATIO_RANGE``). Then, by
+    ``INPUT.AUGMENTATION_STYLE``: ``"detectron2"`` -> the category-area crop (``INPUT.CROP.*``),
+    ColorAugSSDTransform (``INPUT.COLOR_AUG_SSD``), the flip; ``"mmseg"`` -> mmseg's RandomCrop with
+    ``cat_max_ratio`` (``INPUT.CROP.*``, TYPE "absolute"), the flip, PhotoMetricDistortion (``INPUT.COLOR_AUG_SSD``).
+    The crop ignores ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``.
+
+    Raises:
+        ValueError: an unknown TYPE or STYLE, or the mmseg style with a crop TYPE other than "absolute".
+    """
+    resize_type, style = cfg.INPUT.RESIZE.TYPE, cfg.INPUT.AUGMENTATION_STYLE
+    if resize_type not in RESIZE_TYPES:
+        raise ValueError(f"INPUT.RESIZE.TYPE is {resize_type!r}; use one of {RESIZE_TYPES}.")
+    if style not in AUGMENTATION_STYLES:
+        raise ValueError(f"INPUT.AUGMENTATION_STYLE is {style!r}; use one of {AUGMENTATION_STYLES}.")
+    if resize_type == "shortest_edge":
+        resize = ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN,
+                                    cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)
+    else:
+        resize = RatioRangeResize(cfg.INPUT.RESIZE.SCALE, cfg.INPUT.RESIZE.RATIO_RANGE)
+    augs: List[Union[Augmentation, Transform]] = [resize]
+    crop = cfg.INPUT.CROP
+    ignore_value = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+    if style == "detectron2":
+        if crop.ENABLED:
+            augs.append(RandomCrop_CategoryAreaConstraint(crop.TYPE, crop.SIZE, crop.SINGLE_CATEGORY_MAX_AREA,
+                                                          ignore_value))
+        if cfg.INPUT.COLOR_AUG_SSD:
+            augs.append(ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
+        augs.append(RandomFlip())
+        return augs
+    if crop.ENABLED:
+        if crop.TYPE != "absolute":
+            raise ValueError(f"INPUT.AUGMENTATION_STYLE 'mmseg' crops a fixed size: set INPUT.CROP.TYPE to "
+                             f"'absolute' (it is {crop.TYPE!r}) and INPUT.CROP.SIZE to (h, w) in pixels.")
+        augs.append(RandomCropCatMaxRatio(crop.SIZE, crop.SINGLE_CATEGORY_MAX_AREA, ignore_value))
+    augs.append(RandomFlip())
+    if cfg.INPUT.COLOR_AUG_SSD:
+        augs.append(PhotoMetricDistortion(cfg.INPUT.FORMAT))
+    return augs
 
 
 class MaskFormerSemanticDatasetMapper:
@@ -59,22 +113,9 @@ class MaskFormerSemanticDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> MaskFormerSemanticDatasetMapper:
-        """Upstream's training augmentations; the ignore label comes from the first training dataset."""
-        augs: List[Union[Augmentation, Transform]] = [
-            ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)
-        ]
-        if cfg.INPUT.CROP.ENABLED:
-            augs.append(
-                RandomCrop_CategoryAreaConstraint(
-                    cfg.INPUT.CROP.TYPE,
-                    cfg.INPUT.CROP.SIZE,
-                    cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
-                    cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
-                )
-            )
-        if cfg.INPUT.COLOR_AUG_SSD:
-            augs.append(ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
-        augs.append(RandomFlip())
+        """Augmentations from :func:`semantic_training_augmentations` (upstream's by default); the ignore label
+        comes from the first training dataset."""
+        augs = semantic_training_augmentations(cfg)
         if len(cfg.DATASETS.TRAIN) == 0:
             raise ValueError("cfg.DATASETS.TRAIN is empty; MaskFormerSemanticDatasetMapper needs a training dataset.")
         meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
