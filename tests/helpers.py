@@ -19,6 +19,8 @@ CONFIGS = REPO / "configs"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SYNTHETIC_CONFIG = CONFIGS / "synthetic" / "maskformer2_R18_synthetic.yaml"
 SYNTHETIC_RANKSEG_CONFIG = CONFIGS / "synthetic" / "maskformer2_R18_synthetic-rankseg.yaml"
+SYNTHETIC_DEEPLAB_CONFIG = CONFIGS / "synthetic" / "deeplabv3_R18_synthetic.yaml"
+SYNTHETIC_DEEPLAB_RANKSEG_CONFIG = CONFIGS / "synthetic" / "deeplabv3_R18_synthetic-rankseg.yaml"
 IMAGE_SIZE = 64
 
 TINY_MODEL: List[str] = [
@@ -32,10 +34,11 @@ TINY_MODEL: List[str] = [
     "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES", "8", "MODEL.MASK_FORMER.DEC_LAYERS", "4",
     "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "64",
     "MODEL.RANKSEG.HIDDEN_DIM", "32",
+    "MODEL.SEM_SEG_HEAD.ASPP_CHANNELS", "32", "MODEL.AUX_HEAD.CONVS_DIM", "16", "MODEL.RANKSEG.POOL_SIZE", "4",
 ]
 """The one tiny model: overrides that shrink any config of the repository (image or video; ResNet or Swin;
-Mask2Former or MaskFormer) to a toy of under 1M parameters on the CPU (a training step on 64 px images takes about
-0.1 s), randomly initialised (no MODEL.WEIGHTS). The label set stays the config's."""
+Mask2Former, MaskFormer or the per-pixel DeepLabV3) to a toy of about 1M parameters or less on the CPU (a training
+step on 64 px images takes about 0.1 s), randomly initialised (no MODEL.WEIGHTS). The label set stays the config's."""
 
 TINY_LABELS: List[str] = ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "12", "MODEL.RANKSEG.TOPK", "5"]
 """A 12-category label set (TOPK 5), for tiny models that see no dataset."""

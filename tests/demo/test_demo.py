@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, SYNTHETIC_DEEPLAB_RANKSEG_CONFIG
 
 from mask2former_rankseg.utils.visualizer import rankseg_panel_width
 
@@ -86,6 +86,19 @@ def test_folder_of_images_with_json(demo, tiny_model_opts, tmp_path):
                                                                                                  areas.tolist()))
         assert len(record["multilabel"]["image_scores"]) == 12 and len(record["multilabel"]["topk"]) == 5
         assert record["sem_seg"]["categories"][0]["category_name"].endswith("disc")  # synthetic metadata names
+
+
+def test_per_pixel_config_draws_and_saves_like_the_mask_classification_ones(demo, tiny_model_opts, tmp_path):
+    image = _write_image(tmp_path / "y.png", 40, 56, seed=4)
+    out = tmp_path / "out"
+    assert _run(demo, SYNTHETIC_DEEPLAB_RANKSEG_CONFIG, tiny_model_opts, "--input", image, "--output", out,
+                "--save-json") == 0
+    overlay = cv2.imread(str(out / "y.png"))
+    assert overlay.shape == (40, 56 + rankseg_panel_width(40, 56), 3)  # the ranking panel beside the image
+    labels = cv2.imread(str(out / "y_sem_seg.png"), cv2.IMREAD_UNCHANGED)
+    record = json.loads((out / "y.json").read_text())
+    assert labels.shape == (40, 56) and len(record["multilabel"]["topk"]) == 5
+    assert set(np.unique(labels).tolist()) <= set(record["multilabel"]["topk"])
 
 
 def test_panoptic_and_instance_json(demo, tiny_model_opts, tmp_path):

@@ -5,7 +5,7 @@ clear refusals."""
 import numpy as np
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, SYNTHETIC_DEEPLAB_RANKSEG_CONFIG
 
 from mask2former_rankseg.config import ConfigError, get_cfg
 from mask2former_rankseg.engine import (
@@ -45,6 +45,17 @@ def test_semantic_rankseg_outputs_documented_keys_at_image_size(tiny_model_opts)
     assert topk.shape == (5,)
     scores = out["multilabel"]["scores"]
     assert torch.equal(topk, torch.sort(scores, descending=True, stable=True).indices[:5])  # best first
+
+
+def test_per_pixel_deeplabv3_rankseg_outputs_the_same_keys(tiny_model_opts):
+    cfg = _cfg(SYNTHETIC_DEEPLAB_RANKSEG_CONFIG, tiny_model_opts)
+    out = Predictor(cfg)(_image())
+    assert set(out) == {"sem_seg", "multilabel"} and out["sem_seg"].shape == (12, 70, 90)
+    torch.testing.assert_close(out["sem_seg"].sum(0), torch.ones(70, 90))  # probabilities
+    topk = out["multilabel"]["topk"]
+    assert topk.shape == (5,)
+    assert torch.equal(topk, torch.sort(out["multilabel"]["scores"], descending=True, stable=True).indices[:5])
+    assert set(out["sem_seg"].argmax(0).unique().tolist()) <= set(topk.tolist())
 
 
 def test_baseline_has_no_multilabel(tiny_model_opts):

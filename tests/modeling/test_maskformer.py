@@ -46,6 +46,7 @@ def _batch(num_classes: int, size: int = 64, with_gt: bool = True):
     return inputs
 
 
+@pytest.mark.slow
 def test_parameter_count_matches_upstream_r50():
     cfg = get_cfg()
     cfg.merge_from_file(str(ADE_R50))
@@ -116,6 +117,7 @@ def test_oracle_suppresses_absent_categories():
         model(_batch(12, size=32, with_gt=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", [SYNTHETIC, SYNTHETIC_RANKSEG, MASKFORMER, MASKFORMER_RANKSEG])
 def test_training_steps_lower_the_loss(config):
     cfg = _tiny_cfg(config)

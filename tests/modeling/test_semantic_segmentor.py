@@ -140,16 +140,23 @@ def test_training_losses_by_hand():
     torch.testing.assert_close(losses["loss_ml"], 10.0 * model.ml_loss(seen["image_logits"], present))
 
 
-def test_hard_pixel_mining_averages_the_largest_fifth():
-    logits = torch.zeros(1, 2, 1, 10)
-    logits[0, 0, 0] = torch.arange(10.0)  # label 1 everywhere: loss grows with the class-0 logit
-    labels = torch.ones(1, 1, 10, dtype=torch.long)
-    losses = F.cross_entropy(logits, labels, reduction="none").flatten()
-    torch.testing.assert_close(pixel_cross_entropy(logits, labels, 255, "hard_pixel_mining"), losses[-2:].mean())
-    labels[0, 0, :5] = 255
-    torch.testing.assert_close(pixel_cross_entropy(logits, labels, 255), losses[5:].sum() / 10)
+def test_pixel_cross_entropy_equals_the_dense_formulation():
+    """Resize + cross-entropy over every pixel (mmseg: ignored pixels count as 0 in the mean), value and gradient;
+    and hard pixel mining: the mean of the largest fifth."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 7, 5, 9, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 7, (2, 13, 20))
+    labels[torch.rand(2, 13, 20) < 0.4] = 255
+    dense = F.cross_entropy(F.interpolate(logits, size=(13, 20), mode="bilinear", align_corners=False), labels,
+                            ignore_index=255, reduction="none")
+    ours = pixel_cross_entropy(logits, labels, 255)
+    torch.testing.assert_close(ours, dense.mean())
+    torch.testing.assert_close(torch.autograd.grad(ours, logits)[0], torch.autograd.grad(dense.mean(), logits)[0])
+    top = torch.topk(dense.flatten(), int(0.2 * dense.numel())).values.mean()
+    torch.testing.assert_close(pixel_cross_entropy(logits, labels, 255, "hard_pixel_mining"), top)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rankseg", [False, True])
 def test_loss_falls_on_a_tiny_overfit(rankseg):
     model = build_model(_rankseg() if rankseg else _cfg()).train()

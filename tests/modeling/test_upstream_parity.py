@@ -62,6 +62,7 @@ def test_state_dict_keys_and_shapes_equal_upstream(data_file):
     assert sum(p.numel() for p in model.parameters()) == upstream["num_parameters"]
 
 
+@pytest.mark.slow
 def test_upstream_checkpoint_layout_loads_strictly(tmp_path):
     """A checkpoint with upstream's exact keys and shapes (as an official model_final.pth has) loads with
     strict=True: nothing missing, unexpected or mis-shaped."""
@@ -91,6 +92,7 @@ PANOPTIC_CONFIGS = {
 }
 
 
+@pytest.mark.slow
 def test_every_panoptic_config_builds_with_panoptic_inference():
     """Upstream's ADE20K and COCO panoptic trees (R50, Swin; baseline, -rankseg, -gt) build as they are, with
     panoptic (and for COCO instance) inference on and the thing classes from the test dataset's metadata."""

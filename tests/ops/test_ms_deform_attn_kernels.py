@@ -92,6 +92,7 @@ def test_cpu_kernel_matches_reference_float32(name):
 
 
 @needs_cpu_kernel
+@pytest.mark.slow
 def test_cpu_kernel_is_as_accurate_as_reference():
     """At 512x512 shapes, the float32 kernel is no further from the float64 answer than the float32 reference."""
     case = dict(CASES["mask2former_512"], dtype=torch.float64)

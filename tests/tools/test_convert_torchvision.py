@@ -37,6 +37,7 @@ class _WithBackbone(nn.Module):
         self.sem_seg_head = nn.Linear(4, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [18, 50])
 def test_round_trip_gives_torchvision_features(tmp_path, depth, caplog):
     torch.manual_seed(depth)

@@ -46,16 +46,28 @@ HARD_PIXEL_FRACTION = 0.2
 
 def pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_label: int,
                         loss_type: str = "cross_entropy") -> torch.Tensor:
-    """Per-pixel cross-entropy of ``logits`` [B, C, H, W] against ``labels`` [B, H, W].
+    """Cross-entropy of ``logits`` [B, C, h, w], bilinearly resized to the labels' size (``align_corners`` False,
+    as mmseg), against ``labels`` [B, H, W].
 
     ``"cross_entropy"`` is mmseg's: the sum over labelled pixels divided by the number of *all* pixels (ignored
     ones count as 0, as mmseg's ``CrossEntropyLoss`` with its default reduction). ``"hard_pixel_mining"`` is
     detectron2 DeepLab's: the mean of the largest :data:`HARD_PIXEL_FRACTION` of the pixel losses.
+
+    The logits are resized channels-last and only the labelled pixels go through the softmax: the value and
+    gradient of ``F.interpolate`` + ``F.cross_entropy``, about twice as fast on the CPU with many classes.
     """
-    losses = F.cross_entropy(logits, labels, ignore_index=ignore_label, reduction="none").flatten()
+    num_classes = logits.shape[1]
+    logits = F.interpolate(logits.contiguous(memory_format=torch.channels_last), size=labels.shape[-2:],
+                           mode="bilinear", align_corners=False)
+    targets = labels.reshape(-1)
+    valid = targets != ignore_label
+    losses = F.cross_entropy(logits.permute(0, 2, 3, 1).reshape(-1, num_classes)[valid], targets[valid],
+                             reduction="none")
     if loss_type == "hard_pixel_mining":
-        losses = torch.topk(losses, max(1, int(HARD_PIXEL_FRACTION * losses.numel()))).values
-    return losses.mean()
+        every = losses.new_zeros(targets.numel())
+        every[valid] = losses
+        return torch.topk(every, max(1, int(HARD_PIXEL_FRACTION * every.numel()))).values.mean()
+    return losses.sum() / targets.numel()
 
 
 Window = Tuple[int, int, int, int]
@@ -265,7 +277,6 @@ class SemanticSegmentor(nn.Module):
         return losses
 
     def _pixel_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
         return pixel_cross_entropy(logits, labels, self.ignore_label, self.loss_type)
 
     # inference ---------------------------------------------------------------------------------
