@@ -11,6 +11,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import List, Sequence
 
+from torch import nn
+
 from mask2former_rankseg.config import get_cfg
 from mask2former_rankseg.data.synthetic import generate_panoptic_dataset, generate_semantic_dataset
 
@@ -85,3 +87,13 @@ def load_script(relative_path: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class WithBackbone(nn.Module):
+    """The part of a segmentation model that backbone-only weights reach: ``backbone.*``, plus a head (for tests of
+    the converters' ``.pkl`` files loaded through the Checkpointer)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.sem_seg_head = nn.Linear(4, 2)

@@ -10,7 +10,7 @@ from typing import Dict, List
 
 import pytest
 import torch
-from helpers import load_script
+from helpers import WithBackbone, load_script
 from torch import nn
 from torch.nn import functional as F
 
@@ -117,15 +117,6 @@ def _v1c_d8_backbone(depth: int) -> nn.Module:
     return build_resnet_deeplab_backbone(cfg, ShapeSpec(channels=3)).eval()
 
 
-class _WithBackbone(nn.Module):
-    """The part of a model that backbone-only weights reach: ``backbone.*``, plus a head."""
-
-    def __init__(self, backbone: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.sem_seg_head = nn.Linear(4, 2)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("depth", [18, 50])
 def test_round_trip_gives_mmsegs_features(tmp_path, depth, caplog):
@@ -155,7 +146,7 @@ def test_round_trip_gives_mmsegs_features(tmp_path, depth, caplog):
     assert reference[3].shape[-2:] == (8, 4)  # output stride 8
 
     # MODEL.WEIGHTS-style loading matches the names into backbone.*
-    model = _WithBackbone(_v1c_d8_backbone(depth))
+    model = WithBackbone(_v1c_d8_backbone(depth))
     with caplog.at_level(logging.INFO):
         incompatible = Checkpointer(model).load(str(output))["incompatible"]
     assert sorted(incompatible.missing) == ["sem_seg_head.bias", "sem_seg_head.weight"]

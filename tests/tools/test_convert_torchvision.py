@@ -10,7 +10,7 @@ import pickle
 import pytest
 import torch
 import torchvision
-from helpers import REPO
+from helpers import REPO, WithBackbone
 from torch import nn
 
 from mask2former_rankseg.config import get_cfg
@@ -26,15 +26,6 @@ def _tool():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-class _WithBackbone(nn.Module):
-    """The part of a Mask2Former model that backbone-only weights reach: ``backbone.*``, plus a head."""
-
-    def __init__(self, backbone: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-        self.sem_seg_head = nn.Linear(4, 2)
 
 
 @pytest.mark.slow
@@ -64,7 +55,7 @@ def test_round_trip_gives_torchvision_features(tmp_path, depth, caplog):
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
     if depth < 50:
         cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    model = _WithBackbone(build_resnet_backbone(cfg, ShapeSpec(channels=3))).eval()
+    model = WithBackbone(build_resnet_backbone(cfg, ShapeSpec(channels=3))).eval()
     with caplog.at_level(logging.INFO):
         incompatible = Checkpointer(model).load(str(output))["incompatible"]
     assert sorted(incompatible.missing) == ["sem_seg_head.bias", "sem_seg_head.weight"]
