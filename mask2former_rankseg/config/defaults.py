@@ -408,7 +408,10 @@ def _add_per_pixel_config(cfg: CN) -> None:
     ``TEST_CROP_SIZE`` (h, w) every ``TEST_STRIDE`` (h, w) pixels, overlapping logits averaged; mmseg's
     ``test_cfg``). ``MODEL.AUX_HEAD``: the auxiliary head trained beside the main one (``NAME`` "" for none or
     "FCNHead"; its map, width, convolutions, dropout and loss weight). ``MODEL.RANKSEG.IN_FEATURE`` /
-    ``POOL_SIZE``: the backbone map the per-pixel multi-label head reads and the size it is pooled to.
+    ``POOL_SIZE``: the backbone map the per-pixel multi-label head reads and the size it is pooled to (Segmenter's
+    head: the size its ranking block pools the map to). ``MODEL.SEGMENTER``: Segmenter's mask transformer head
+    (``MaskTransformerHead``): blocks, heads, width, FFN width, dropout, stochastic depth, and whether its class
+    tokens are the backbone's (the ``backbone-cls-emb`` configs).
     """
     cfg.MODEL.SEM_SEG_HEAD.TEST_MODE = "whole"
     cfg.MODEL.SEM_SEG_HEAD.TEST_CROP_SIZE = (512, 512)
@@ -422,6 +425,14 @@ def _add_per_pixel_config(cfg: CN) -> None:
     cfg.MODEL.AUX_HEAD.LOSS_WEIGHT = 0.4
     cfg.MODEL.RANKSEG.IN_FEATURE = "res5"
     cfg.MODEL.RANKSEG.POOL_SIZE = 16
+    cfg.MODEL.SEGMENTER = CN()
+    cfg.MODEL.SEGMENTER.N_LAYERS = 2
+    cfg.MODEL.SEGMENTER.N_HEADS = 12
+    cfg.MODEL.SEGMENTER.D_MODEL = 768
+    cfg.MODEL.SEGMENTER.D_FF = 3072
+    cfg.MODEL.SEGMENTER.DROPOUT = 0.1
+    cfg.MODEL.SEGMENTER.DROP_PATH_RATE = 0.0
+    cfg.MODEL.SEGMENTER.CLS_EMB_FROM_BACKBONE = False
 
 
 def get_cfg() -> CN:

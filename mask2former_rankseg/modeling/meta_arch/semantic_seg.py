@@ -27,8 +27,10 @@ from ..rankseg import (
     present_classes,
     present_in_label_maps,
     rank_categories,
+    rankseg_settings_from_config,
     remap_pixel_labels,
     scatter_back_maps,
+    select_topk,
     suppress_absent_maps,
 )
 from ..registry import META_ARCH_REGISTRY
@@ -176,6 +178,16 @@ class SemanticSegmentor(nn.Module):
         self.semantic_output = semantic_output
         if ml_head is not None:
             self._check_rankseg()
+        elif self.head_ranks:
+            check_topk(self.ml_topk, self.num_classes)
+            if ml_loss is None or sem_seg_head.topk != ml_topk:
+                raise ConfigError(f"The head ranks {sem_seg_head.topk} categories; it needs RankSeg's loss and "
+                                  f"MODEL.RANKSEG.TOPK={ml_topk} to agree (build both from one config).")
+
+    @property
+    def head_ranks(self) -> bool:
+        """Whether the head computes RankSeg's image-level logits itself (Segmenter's), instead of ``ml_head``."""
+        return bool(getattr(self.sem_seg_head, "ranks_categories", False))
 
     def _check_rankseg(self) -> None:
         check_topk(self.ml_topk, self.num_classes)
@@ -199,8 +211,11 @@ class SemanticSegmentor(nn.Module):
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
         head = cfg.MODEL.SEM_SEG_HEAD
+        sem_seg_head = build_sem_seg_head(cfg, shapes)
         rankseg = {}
-        if cfg.MODEL.RANKSEG.FLAG:
+        if getattr(sem_seg_head, "ranks_categories", False):
+            rankseg = rankseg_settings_from_config(cfg)
+        elif cfg.MODEL.RANKSEG.FLAG:
             feature = cfg.MODEL.RANKSEG.IN_FEATURE
             if feature not in shapes:
                 raise ConfigError(f"MODEL.RANKSEG.IN_FEATURE={feature!r}: the backbone gives {sorted(shapes)} (the "
@@ -208,7 +223,7 @@ class SemanticSegmentor(nn.Module):
             rankseg = pixel_rankseg_kwargs_from_config(cfg, shapes[feature].channels)
         return cls(
             backbone=backbone,
-            sem_seg_head=build_sem_seg_head(cfg, shapes),
+            sem_seg_head=sem_seg_head,
             aux_head=build_aux_head(cfg, shapes),
             num_classes=head.NUM_CLASSES,
             ignore_label=head.IGNORE_VALUE,
@@ -253,6 +268,14 @@ class SemanticSegmentor(nn.Module):
         normalised batch; the oracle (``present``) suppresses absent categories (in rank space with RankSeg)."""
         features = self.backbone(x)
         image_logits = topk_index = None
+        if self.head_ranks:
+            def select(scores: torch.Tensor) -> torch.Tensor:
+                return select_topk(scores, self.ml_topk, no_object=False, present=present)
+
+            logits, image_logits, topk_index = self.sem_seg_head.forward_ranked(features, select)
+            if present is not None:
+                logits = suppress_absent_maps(logits, torch.gather(present, 1, topk_index))
+            return features, logits, image_logits, topk_index
         if self.ml_head is not None:
             class_embedding = self.sem_seg_head.predictor.class_embedding if self.ml_share_embedding else None
             image_logits, topk_index = rank_categories(self.ml_head, features[self.ml_in_feature], self.ml_topk,
@@ -295,11 +318,15 @@ class SemanticSegmentor(nn.Module):
     def _full_logits(self, x: torch.Tensor, present: Optional[torch.Tensor]
                      ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Logits [B, K, H, W] at ``x``'s size (selection scattered back, other categories ``SUPPRESSED_LOGIT``),
-        image logits [B, K] and selection [B, k] (None without RankSeg)."""
-        _, logits, image_logits, topk_index = self._ranked_logits(x, present)
+        image logits [B, K] and selection [B, k] (None without RankSeg). ``x`` is padded (bottom and right, with the
+        normalised mean) to the backbone's size divisibility first (a sliding window may not be)."""
+        height, width = x.shape[-2:]
+        padded = ImageList.from_tensors(list(x), self.backbone.size_divisibility).tensor
+        _, logits, image_logits, topk_index = self._ranked_logits(padded, present)
         if topk_index is not None:
             logits = scatter_back_maps(logits, topk_index, self.num_classes)
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False), image_logits, topk_index
+        logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+        return logits[:, :, :height, :width], image_logits, topk_index
 
     def _slide_logits(self, x: torch.Tensor, present: Optional[torch.Tensor]
                       ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:

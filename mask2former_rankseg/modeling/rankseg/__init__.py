@@ -29,6 +29,7 @@ from .wiring import (
     rank_categories,
     ranked_targets,
     rankseg_kwargs_from_config,
+    rankseg_settings_from_config,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "rank_categories",
     "ranked_targets",
     "rankseg_kwargs_from_config",
+    "rankseg_settings_from_config",
     "remap_targets",
     "scatter_back",
     "select_topk",

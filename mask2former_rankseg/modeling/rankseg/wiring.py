@@ -83,7 +83,7 @@ def rankseg_kwargs_from_config(cfg, d_encoder: int) -> Dict[str, object]:
     return {
         "ml_head": MultiLabelHead.from_config(cfg, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, d_encoder),
         "ml_norm": nn.LayerNorm(rs.TOPK + 1),
-        **_loss_and_settings(rs),
+        **rankseg_settings_from_config(cfg),
     }
 
 
@@ -104,10 +104,15 @@ def pixel_rankseg_kwargs_from_config(cfg, d_encoder: int) -> Dict[str, object]:
         return {}
     head = MultiLabelHead.from_config(cfg, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, d_encoder, downsample=rs.POOL_SIZE,
                                       projection="separable_conv")
-    return {"ml_head": head, "ml_in_feature": rs.IN_FEATURE, **_loss_and_settings(rs)}
+    return {"ml_head": head, "ml_in_feature": rs.IN_FEATURE, **rankseg_settings_from_config(cfg)}
 
 
-def _loss_and_settings(rs) -> Dict[str, object]:
+def rankseg_settings_from_config(cfg) -> Dict[str, object]:
+    """RankSeg's loss and settings without a multi-label head (for heads that rank the categories themselves, as
+    Segmenter's): ``ml_loss``, ``ml_loss_weight``, ``ml_topk``, ``ml_share_embedding``; empty without ``FLAG``."""
+    rs = cfg.MODEL.RANKSEG
+    if not rs.FLAG:
+        return {}
     return {
         "ml_loss": AsymmetricLoss(gamma_neg=2, gamma_pos=0, clip=0.05),
         "ml_loss_weight": rs.LOSS_WEIGHT,
