@@ -408,7 +408,10 @@ def _add_per_pixel_config(cfg: CN) -> None:
     ``TEST_CROP_SIZE`` (h, w) every ``TEST_STRIDE`` (h, w) pixels, overlapping logits averaged; mmseg's
     ``test_cfg``). ``MODEL.AUX_HEAD``: the auxiliary head trained beside the main one (``NAME`` "" for none or
     "FCNHead"; its map, width, convolutions, dropout and loss weight). ``MODEL.RANKSEG.IN_FEATURE`` /
-    ``POOL_SIZE``: the backbone map the per-pixel multi-label head reads and the size it is pooled to.
+    ``POOL_SIZE``: the backbone map the per-pixel multi-label head reads and the size it is pooled to (0: read
+    unpooled, as upstream's UPerNet RankSeg configs). ``MODEL.SEM_SEG_HEAD.POOL_SCALES`` / ``DROPOUT``: the pyramid
+    pooling scales of ``UPerHead`` and the Dropout2d before its classifier (its width is detectron2's head width key
+    ``CONVS_DIM``; ``DeepLabV3Head`` keeps detectron2 DeepLab's ``ASPP_*`` keys).
     """
     cfg.MODEL.SEM_SEG_HEAD.TEST_MODE = "whole"
     cfg.MODEL.SEM_SEG_HEAD.TEST_CROP_SIZE = (512, 512)
@@ -422,6 +425,8 @@ def _add_per_pixel_config(cfg: CN) -> None:
     cfg.MODEL.AUX_HEAD.LOSS_WEIGHT = 0.4
     cfg.MODEL.RANKSEG.IN_FEATURE = "res5"
     cfg.MODEL.RANKSEG.POOL_SIZE = 16
+    cfg.MODEL.SEM_SEG_HEAD.POOL_SCALES = [1, 2, 3, 6]
+    cfg.MODEL.SEM_SEG_HEAD.DROPOUT = 0.1
 
 
 def get_cfg() -> CN:
