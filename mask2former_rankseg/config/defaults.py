@@ -399,6 +399,7 @@ def add_package_config(cfg: CN) -> None:
     cfg.INPUT.RESIZE.RATIO_RANGE = (0.5, 2.0)
     cfg.INPUT.AUGMENTATION_STYLE = "detectron2"
     _add_per_pixel_config(cfg)
+    _add_solver_config(cfg)
 
 
 def _add_per_pixel_config(cfg: CN) -> None:
@@ -427,6 +428,20 @@ def _add_per_pixel_config(cfg: CN) -> None:
     cfg.MODEL.RANKSEG.POOL_SIZE = 16
     cfg.MODEL.SEM_SEG_HEAD.POOL_SCALES = [1, 2, 3, 6]
     cfg.MODEL.SEM_SEG_HEAD.DROPOUT = 0.1
+
+
+def _add_solver_config(cfg: CN) -> None:
+    """Per-parameter optimiser settings of mmcv's optimiser constructors (``engine/param_rules.py``).
+
+    ``SOLVER.PARAM_RULES``: ``[substring, lr_mult, decay_mult]`` entries (mmcv's ``paramwise_cfg.custom_keys``); a
+    parameter whose full name contains a substring gets lr ``BASE_LR * lr_mult`` and weight decay
+    ``WEIGHT_DECAY * decay_mult`` in place of the built-in rules, the longest matching substring deciding (equal
+    lengths: the alphabetically first). ``SOLVER.LAYER_DECAY_RATE``: BEiT's layer-wise lr decay, each parameter's lr
+    times ``rate ** (num_layers + 1 - layer_id)`` with the backbone's ``layer_id(name)`` / ``num_layers`` (1.0: off).
+    The defaults change nothing.
+    """
+    cfg.SOLVER.PARAM_RULES = []
+    cfg.SOLVER.LAYER_DECAY_RATE = 1.0
 
 
 def get_cfg() -> CN:
