@@ -399,6 +399,7 @@ def add_package_config(cfg: CN) -> None:
     cfg.INPUT.RESIZE.RATIO_RANGE = (0.5, 2.0)
     cfg.INPUT.AUGMENTATION_STYLE = "detectron2"
     _add_per_pixel_config(cfg)
+    _add_solver_config(cfg)
 
 
 def _add_per_pixel_config(cfg: CN) -> None:
@@ -408,10 +409,13 @@ def _add_per_pixel_config(cfg: CN) -> None:
     ``TEST_CROP_SIZE`` (h, w) every ``TEST_STRIDE`` (h, w) pixels, overlapping logits averaged; mmseg's
     ``test_cfg``). ``MODEL.AUX_HEAD``: the auxiliary head trained beside the main one (``NAME`` "" for none or
     "FCNHead"; its map, width, convolutions, dropout and loss weight). ``MODEL.RANKSEG.IN_FEATURE`` /
-    ``POOL_SIZE``: the backbone map the per-pixel multi-label head reads and the size it is pooled to (Segmenter's
-    head: the size its ranking block pools the map to). ``MODEL.SEGMENTER``: Segmenter's mask transformer head
-    (``MaskTransformerHead``): blocks, heads, width, FFN width, dropout, stochastic depth, and whether its class
-    tokens are the backbone's (the ``backbone-cls-emb`` configs).
+    ``POOL_SIZE``: the backbone map the per-pixel multi-label head reads and the size it is pooled to (0: read
+    unpooled, as upstream's UPerNet RankSeg configs; Segmenter's head: the size its ranking block pools the map to).
+    ``MODEL.SEM_SEG_HEAD.POOL_SCALES`` / ``DROPOUT``: the pyramid pooling scales of ``UPerHead`` and the Dropout2d
+    before its classifier (its width is detectron2's head width key ``CONVS_DIM``; ``DeepLabV3Head`` keeps detectron2
+    DeepLab's ``ASPP_*`` keys). ``MODEL.SEGMENTER``: Segmenter's mask transformer head (``MaskTransformerHead``):
+    blocks, heads, width, FFN width, dropout, stochastic depth, and whether its class tokens are the backbone's (the
+    ``backbone-cls-emb`` configs).
     """
     cfg.MODEL.SEM_SEG_HEAD.TEST_MODE = "whole"
     cfg.MODEL.SEM_SEG_HEAD.TEST_CROP_SIZE = (512, 512)
@@ -433,6 +437,22 @@ def _add_per_pixel_config(cfg: CN) -> None:
     cfg.MODEL.SEGMENTER.DROPOUT = 0.1
     cfg.MODEL.SEGMENTER.DROP_PATH_RATE = 0.0
     cfg.MODEL.SEGMENTER.CLS_EMB_FROM_BACKBONE = False
+    cfg.MODEL.SEM_SEG_HEAD.POOL_SCALES = [1, 2, 3, 6]
+    cfg.MODEL.SEM_SEG_HEAD.DROPOUT = 0.1
+
+
+def _add_solver_config(cfg: CN) -> None:
+    """Per-parameter optimiser settings of mmcv's optimiser constructors (``engine/param_rules.py``).
+
+    ``SOLVER.PARAM_RULES``: ``[substring, lr_mult, decay_mult]`` entries (mmcv's ``paramwise_cfg.custom_keys``); a
+    parameter whose full name contains a substring gets lr ``BASE_LR * lr_mult`` and weight decay
+    ``WEIGHT_DECAY * decay_mult`` in place of the built-in rules, the longest matching substring deciding (equal
+    lengths: the alphabetically first). ``SOLVER.LAYER_DECAY_RATE``: BEiT's layer-wise lr decay, each parameter's lr
+    times ``rate ** (num_layers + 1 - layer_id)`` with the backbone's ``layer_id(name)`` / ``num_layers`` (1.0: off).
+    The defaults change nothing.
+    """
+    cfg.SOLVER.PARAM_RULES = []
+    cfg.SOLVER.LAYER_DECAY_RATE = 1.0
 
 
 def get_cfg() -> CN:

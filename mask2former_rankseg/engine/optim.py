@@ -6,6 +6,8 @@ Facts kept from upstream (RankSeg's ``train_net.py``, detectron2's ``solver`` an
   contains ``backbone``, ``x SOLVER.MLHEAD_MULTIPLIER`` when it contains ``ml_head``; weight decay
   ``WEIGHT_DECAY_NORM`` for norm layers, ``WEIGHT_DECAY_EMBED`` for ``nn.Embedding`` and modules whose
   path contains ``cls_emb``, 0 for Swin's ``relative_position_bias_table`` / ``absolute_pos_embed``.
+* on top of these, the config's per-parameter rules (``SOLVER.PARAM_RULES``, mmcv's ``custom_keys``) and BEiT's
+  layer-wise lr decay (``SOLVER.LAYER_DECAY_RATE``), see ``param_rules.py``; their defaults change nothing.
 * ``full_model`` clipping clips the global gradient norm of all parameters; ``value`` / ``norm`` clip
   each parameter on its own (detectron2).
 * ``WarmupPolyLR``: ``lr = base * warmup(it) * (1 - it / max_iter) ** power`` with a linear (or constant)
@@ -13,13 +15,18 @@ Facts kept from upstream (RankSeg's ``train_net.py``, detectron2's ``solver`` an
   ramps linearly to the schedule's value at the end of the warmup. ``SOLVER.BASE_LR_END`` (detectron2's key
   for the cosine schedule's end, default 0) is also the poly schedule's end, as mmseg's ``min_lr``:
   ``lr = (base - end) * (1 - it / max_iter) ** power + end`` (``end`` scaled with each group's multiplier).
+* mmcv's ``poly`` policy with ``warmup="linear"`` is ``WarmupPolyLR`` with ``WARMUP_METHOD: linear``,
+  ``WARMUP_FACTOR = warmup_ratio``, ``WARMUP_ITERS = warmup_iters``, ``POLY_LR_POWER = power``: both give
+  ``poly(it) * (ratio + (1 - ratio) * it / warmup_iters)`` before ``warmup_iters`` and ``poly(it)`` after. mmcv's
+  ``min_lr`` is one absolute value for every group, ``BASE_LR_END`` is scaled by each group's lr multiplier: the
+  same when ``min_lr`` is 0 or every group has the base lr.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 from fvcore.common.param_scheduler import (
@@ -33,6 +40,8 @@ from fvcore.common.param_scheduler import (
     StepWithFixedGammaParamScheduler,
 )
 from torch import nn
+
+from .param_rules import layer_decay_scale, match_param_rule, parse_param_rules
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +73,24 @@ SUPPORTED_SCHEDULERS = ("WarmupPolyLR", "WarmupMultiStepLR", "WarmupCosineLR", "
 # --------------------------------------------------------------------------------------------------
 def get_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float, weight_decay_norm: float,
                      weight_decay_embed: float, backbone_multiplier: float = 1.0,
-                     mlhead_multiplier: float = 1.0) -> List[Dict[str, Any]]:
+                     mlhead_multiplier: float = 1.0, param_rules: Sequence = (),
+                     layer_decay_rate: float = 1.0) -> List[Dict[str, Any]]:
     """One ``{"params": [p], "lr", "weight_decay", "name"}`` group per trainable parameter, in
     ``named_modules`` order, shared parameters once (upstream RankSeg's ``build_optimizer``).
 
-    The rules look at the path of the module that owns the parameter, exactly as upstream does. So the
+    The built-in rules look at the path of the module that owns the parameter, exactly as upstream does. So the
     multi-label head's ``ml_head.cls_emb`` (an ``nn.Parameter`` of module ``ml_head``) gets the ordinary
     ``weight_decay`` -- what upstream's published RankSeg models were trained with -- while a *module*
     named ``cls_emb`` (or any ``nn.Embedding``) gets ``weight_decay_embed``.
+
+    Then, for a parameter whose full name matches one of ``param_rules`` (``[substring, lr_mult, decay_mult]``
+    entries, tried in :func:`~.param_rules.parse_param_rules`' order: the longest substring first), lr
+    ``base_lr * lr_mult`` and weight decay ``weight_decay * decay_mult`` replace the built-in rules' (mmcv's
+    ``custom_keys``). Last, with ``layer_decay_rate`` != 1, each lr is
+    multiplied by :func:`~.param_rules.layer_decay_scale`'s factor (the weight decay is unchanged).
     """
+    rules = parse_param_rules(param_rules)
+    scale = layer_decay_scale(model, layer_decay_rate) if layer_decay_rate != 1.0 else None
     groups: List[Dict[str, Any]] = []
     seen = set()
     for module_name, module in model.named_modules():
@@ -92,6 +110,11 @@ def get_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float, w
             if isinstance(module, nn.Embedding) or "cls_emb" in module_name:
                 wd = weight_decay_embed
             name = f"{module_name}.{param_name}" if module_name else param_name
+            rule = match_param_rule(name, rules)
+            if rule is not None:
+                lr, wd = base_lr * rule.lr_mult, weight_decay * rule.decay_mult
+            if scale is not None:
+                lr *= scale(name)
             groups.append({"params": [param], "lr": lr, "weight_decay": wd, "name": name})
     if logger.isEnabledFor(logging.DEBUG):
         summary = Counter((g["lr"], g["weight_decay"]) for g in groups)
@@ -101,14 +124,16 @@ def get_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float, w
 
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """``SOLVER.OPTIMIZER`` ("SGD" with ``MOMENTUM`` / ``NESTEROV``, or "ADAMW") over
-    :func:`get_param_groups`. Gradient clipping is not folded into the optimizer: the trainer calls
-    :func:`build_gradient_clipper`'s clipper after unscaling AMP gradients."""
+    """``SOLVER.OPTIMIZER`` ("SGD" with ``MOMENTUM`` / ``NESTEROV``, or "ADAMW" with torch's betas (0.9, 0.999) and
+    eps 1e-8, as mmcv's AdamW) over :func:`get_param_groups` (each group carries its own weight decay), with
+    ``SOLVER.PARAM_RULES`` and ``SOLVER.LAYER_DECAY_RATE``. Gradient clipping is not folded into the optimizer:
+    the trainer calls :func:`build_gradient_clipper`'s clipper after unscaling AMP gradients."""
     s = cfg.SOLVER
     groups = get_param_groups(
         model, base_lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY, weight_decay_norm=s.WEIGHT_DECAY_NORM,
         weight_decay_embed=s.WEIGHT_DECAY_EMBED, backbone_multiplier=s.BACKBONE_MULTIPLIER,
-        mlhead_multiplier=s.MLHEAD_MULTIPLIER,
+        mlhead_multiplier=s.MLHEAD_MULTIPLIER, param_rules=s.PARAM_RULES,
+        layer_decay_rate=float(s.LAYER_DECAY_RATE),
     )
     if not groups:
         raise ValueError("The model has no trainable parameters (all have requires_grad=False); nothing to train.")

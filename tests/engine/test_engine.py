@@ -240,6 +240,39 @@ def test_warmup_poly_lr_by_hand():
     assert lrs_end[50][0] == pytest.approx(0.1 * 0.5**0.9)
 
 
+def test_mmseg_linear_warmup_and_poly_are_warmup_poly_lr():
+    """UPerNet-Swin's mmcv schedule (poly, power 1.0, min_lr 0, warmup "linear" over 1500 iterations from ratio
+    1e-6, 160k iterations): mmcv's lr is poly(it) * (1 - (1 - it / 1500) * (1 - 1e-6)) before 1500, poly(it) after."""
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.LR_SCHEDULER_NAME", "WarmupPolyLR", "SOLVER.BASE_LR", 6e-5, "SOLVER.MAX_ITER",
+                         160000, "SOLVER.WARMUP_ITERS", 1500, "SOLVER.WARMUP_FACTOR", 1e-6, "SOLVER.WARMUP_METHOD",
+                         "linear", "SOLVER.POLY_LR_POWER", 1.0, "SOLVER.BASE_LR_END", 0.0])
+    sched = build_lr_scheduler(cfg, torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=6e-5))
+    for it in (0, 1, 750, 1499):
+        mmcv = (1 - it / 160000) * (1 - (1 - it / 1500) * (1 - 1e-6))
+        assert sched.multiplier_at(it) == pytest.approx(mmcv, rel=1e-12)
+    assert sched.multiplier_at(0) == pytest.approx(1e-6)
+    assert sched.multiplier_at(750) == pytest.approx(0.9953125 * 0.5000005, rel=1e-12)
+    assert [sched.multiplier_at(it) for it in (1500, 80000, 159999)] == pytest.approx([0.990625, 0.5, 1 / 160000])
+
+
+def test_adamw_is_mmcvs_with_decoupled_decay_per_group():
+    """torch's AdamW defaults are mmcv's (betas (0.9, 0.999), eps 1e-8); with zero gradients one step only decays:
+    p <- p * (1 - lr * weight_decay), each group with its own weight decay."""
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER", "ADAMW", "SOLVER.BASE_LR", 0.1, "SOLVER.WEIGHT_DECAY", 0.5,
+                         "SOLVER.BACKBONE_MULTIPLIER", 1.0, "SOLVER.PARAM_RULES", [["bias", 1.0, 0.0]]])
+    model = nn.Linear(1, 1)
+    nn.init.constant_(model.weight, 2.0)
+    nn.init.constant_(model.bias, 3.0)
+    opt = build_optimizer(cfg, model)
+    assert all(g["betas"] == (0.9, 0.999) and g["eps"] == 1e-8 for g in opt.param_groups)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert float(model.weight) == pytest.approx(2.0 * (1 - 0.1 * 0.5)) and float(model.bias) == 3.0
+
+
 def test_multistep_and_cosine_schedules():
     cfg = _sched_cfg(**{"SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR", "SOLVER.STEPS": "(40, 70)",
                         "SOLVER.GAMMA": 0.1})

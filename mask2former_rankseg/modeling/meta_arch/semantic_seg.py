@@ -201,7 +201,8 @@ class SemanticSegmentor(nn.Module):
         if self.ml_share_embedding and predictor.class_embedding.shape[1] != self.ml_head.hidden_dim:
             raise ConfigError(
                 f"MODEL.RANKSEG.SHARE_EMBEDDING needs MODEL.RANKSEG.HIDDEN_DIM ({self.ml_head.hidden_dim}) equal to "
-                f"the head's width ({predictor.class_embedding.shape[1]}, e.g. MODEL.SEM_SEG_HEAD.ASPP_CHANNELS): "
+                f"the head's width ({predictor.class_embedding.shape[1]}: MODEL.SEM_SEG_HEAD.ASPP_CHANNELS for "
+                "DeepLabV3Head, CONVS_DIM for UPerHead): "
                 "the multi-label head reads the pixel classifier's class embeddings."
             )
 

@@ -36,8 +36,9 @@ def _decoder_layers(mf) -> int:
 
 def check_rankseg_config(cfg) -> None:
     """RankSeg's cross-key checks, with ``MODEL.RANKSEG.FLAG``: TOPK within the label set, a positive HIDDEN_DIM,
-    and for the query-reading meta-architectures SHARE_EMBEDDING's width (that of the query classifier's rows) and a
-    decoder deep enough for :data:`QUERY_LAYER` (the per-pixel model checks its classifier's width when built).
+    POOL_SIZE >= 0, and for the query-reading meta-architectures SHARE_EMBEDDING's width (that of the query
+    classifier's rows) and a decoder deep enough for :data:`QUERY_LAYER` (the per-pixel model checks its
+    classifier's width when built).
 
     Raises:
         ConfigError: naming the keys and the fix.
@@ -48,6 +49,9 @@ def check_rankseg_config(cfg) -> None:
     check_topk(rs.TOPK, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
     if rs.HIDDEN_DIM <= 0:
         raise ConfigError(f"MODEL.RANKSEG.HIDDEN_DIM={rs.HIDDEN_DIM} must be positive.")
+    if rs.POOL_SIZE < 0:
+        raise ConfigError(f"MODEL.RANKSEG.POOL_SIZE={rs.POOL_SIZE}: the per-pixel multi-label head pools its map to "
+                          "POOL_SIZE x POOL_SIZE; use a positive size, or 0 to read the map unpooled.")
     if cfg.MODEL.META_ARCHITECTURE not in QUERY_ARCHITECTURES:
         return
     mf = cfg.MODEL.MASK_FORMER
@@ -91,7 +95,7 @@ def pixel_rankseg_kwargs_from_config(cfg, d_encoder: int) -> Dict[str, object]:
     """RankSeg's modules and settings from MODEL.RANKSEG for a per-pixel model; empty without ``FLAG``.
 
     The multi-label head is the per-pixel family's: the backbone map ``MODEL.RANKSEG.IN_FEATURE`` average-pooled to
-    ``POOL_SIZE`` x ``POOL_SIZE`` and projected by a depthwise-separable 1x1 convolution (upstream's
+    ``POOL_SIZE`` x ``POOL_SIZE`` (0: unpooled) and projected by a depthwise-separable 1x1 convolution (upstream's
     ``RankSegEncoderHead``); the rank-adaptive ``LayerNorm(TOPK)`` is part of the pixel classifier.
 
     Args:
