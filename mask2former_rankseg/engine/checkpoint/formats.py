@@ -1,5 +1,6 @@
 """Reading a local checkpoint file into ``{"model": {name: Tensor}, ...}``, by format: detectron2 / official
-``.pkl`` weights (restricted unpickler) or ``.pth`` files (``torch.load(weights_only=True)``)."""
+``.pkl`` weights (restricted unpickler), ``.safetensors`` files or ``.pth`` files
+(``torch.load(weights_only=True)``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any, Dict, Mapping
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from .errors import CheckpointError
 from .safe_pickle import ArrayOnlyUnpickler, numpy_safe_globals
@@ -53,7 +56,8 @@ def load_pkl(path: str | Path) -> Dict[str, Any]:
 
 
 def load_checkpoint_file(path: str) -> Dict[str, Any]:
-    """Read a local ``.pth`` / ``.pkl`` file into a dict with a ``"model"`` state dict of tensors.
+    """Read a local ``.pth`` / ``.pkl`` / ``.safetensors`` file into a dict with a ``"model"`` state dict of
+    tensors. A ``.safetensors`` file is one state dict (timm's and Hugging Face's format).
 
     ``.pth`` files are read with ``weights_only=True``: tensors, numbers, strings, plain containers and
     numpy arrays only. Our own checkpoints are made of exactly these (the RNG states are stored as tensors
@@ -62,6 +66,11 @@ def load_checkpoint_file(path: str) -> Dict[str, Any]:
     """
     if path.endswith(".pkl"):
         return load_pkl(path)
+    if path.endswith(".safetensors"):
+        try:
+            return {"model": load_file(path)}
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{path} is not a readable .safetensors file ({type(e).__name__}: {e}).") from e
     try:
         with torch.serialization.safe_globals(numpy_safe_globals()):
             data = torch.load(path, map_location="cpu", weights_only=True)
