@@ -5,7 +5,7 @@ Nothing here runs code from a file: ``.pth`` files are read with ``torch.load(we
 arrays allowed), ``.pkl`` files with an unpickler that knows only numpy arrays and plain containers.
 
 Modules: :mod:`.errors` (:class:`CheckpointError`), :mod:`.safe_pickle` (the restricted unpickler),
-:mod:`.formats` (a ``.pth`` / ``.pkl`` / ``.safetensors`` file to a state dict), :mod:`.urls`
+:mod:`.formats` (a ``.pth`` / ``.pkl`` / ``.safetensors`` / jax ``.npz`` file to a state dict), :mod:`.urls`
 (``detectron2://`` and ``http(s)://`` names to cached local files), :mod:`.backbone_files` (a pretrained backbone
 file's names to the model's ``backbone.``, its layout adapted by the backbone), :mod:`.key_matching` (checkpoint
 keys to model keys, and the report of what did not fit), :mod:`.checkpointer` (saving, resuming, loading).
