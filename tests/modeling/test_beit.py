@@ -18,6 +18,7 @@ from mask2former_rankseg.modeling.backbone import BEiT
 from mask2former_rankseg.modeling.backbone.beit import geometric_offsets, resize_relative_position_table
 from mask2former_rankseg.modeling.build import build_backbone
 
+timm = pytest.importorskip("timm")
 timm_beit = pytest.importorskip("timm.models.beit")
 
 TINY = dict(IMG_SIZE=64, EMBED_DIM=32, DEPTH=4, NUM_HEADS=2, OUT_INDICES=[0, 1, 2, 3], FPN_NORM="BN",
@@ -159,6 +160,21 @@ def test_layer_ids_follow_beits_rule():
     assert ids["blocks.3.mlp.fc2.weight"] == 4
     assert ids["fpn1.0.weight"] == ids["fpn1.1.weight"] == ids["fpn2.0.bias"] == 5 == model.num_layers + 1
     assert set(ids.values()) == {0, 1, 2, 3, 4, 5}
+
+
+def test_names_and_shapes_are_timms_beit_large():
+    """Every block tensor of BEiT-L/16 (640) is named and shaped as in timm's / the official 224 px BEiT-L, but for
+    the relative position tables (27x27 offsets there, 79x79 here: interpolated on load); the pyramid is ours,
+    timm's pooled-feature norm and classifier its own."""
+    with torch.device("meta"):
+        theirs = {k: tuple(v.shape) for k, v in timm.create_model("beit_large_patch16_224").state_dict().items()}
+        ours = {k: tuple(v.shape) for k, v in build_backbone(_cfg()).state_dict().items()}
+    assert set(theirs) - set(ours) == {"fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"}
+    assert {k.split(".")[0] for k in set(ours) - set(theirs)} == {"fpn1", "fpn2"}
+    differ = {k for k in set(ours) & set(theirs) if ours[k] != theirs[k]}
+    assert differ == {f"blocks.{i}.attn.relative_position_bias_table" for i in range(24)}
+    assert theirs["blocks.0.attn.relative_position_bias_table"] == (27 * 27 + 3, 16)
+    assert ours["blocks.0.attn.relative_position_bias_table"] == (79 * 79 + 3, 16)
 
 
 # BEiT-L/16 at 640 with the pyramid, by hand (C = 1024, 16 heads, 40x40 window, MLP ratio 4, layer scale):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from mask2former_rankseg.modeling.backbone import ViT
 from mask2former_rankseg.modeling.backbone.vit import resize_pos_embed
 from mask2former_rankseg.modeling.build import build_backbone
 
+timm = pytest.importorskip("timm")
 timm_vit = pytest.importorskip("timm.models.vision_transformer")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
@@ -254,6 +256,27 @@ def test_layer_ids_follow_beits_rule():
     assert ids["blocks.2.mlp.fc2.bias"] == 3
     assert ids["norm.weight"] == ids["norm.bias"] == ids["cls_emb"] == 4 == model.num_layers + 1
     assert set(ids.values()) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("timm_name, vit", [
+    ("vit_base_patch16_384", {}),
+    ("vit_large_patch16_384", dict(IMG_SIZE=640, EMBED_DIM=1024, DEPTH=24, NUM_HEADS=16)),
+])
+def test_names_and_shapes_are_timms(timm_name, vit):
+    """Every tensor of ViT-B/16 (512) and ViT-L/16 (640) is named and shaped as in timm's 384 px models, but for
+    the position grid (24x24 there, resized on load); timm's classifier is the only extra."""
+    with torch.device("meta"):
+        theirs = {k: tuple(v.shape) for k, v in timm.create_model(timm_name, pretrained=False).state_dict().items()}
+        ours = {k: tuple(v.shape) for k, v in build_backbone(_cfg(**vit)).state_dict().items()}
+    assert set(theirs) - set(ours) == {"head.weight", "head.bias"} and set(ours) <= set(theirs)
+    assert {k for k in ours if ours[k] != theirs[k]} == {"pos_embed"}
+    assert theirs["pos_embed"][1] == 1 + 24 * 24 and ours["pos_embed"][1] == 1 + (vit.get("IMG_SIZE", 512) // 16) ** 2
+
+
+def test_missing_timm_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` now raises ImportError
+    with pytest.raises(ImportError, match=r"The ViT backbone needs timm, which is not installed: pip install timm"):
+        _tiny()
 
 
 # Parameter counts by hand (qkv bias, MLP ratio 4, final norm, position embedding for IMG_SIZE):

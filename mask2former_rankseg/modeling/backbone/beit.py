@@ -66,8 +66,9 @@ def resize_relative_position_table(table: torch.Tensor, dst_size: int) -> torch.
     """BEiT's interpolation of a relative position bias table [S*S + 3, heads] (S = 2w - 1 offsets per axis for a
     w x w window; the 3 extra rows kept) to [D*D + 3, heads] (D = dst_size): per head, a bicubic interpolating
     spline through the table at :func:`geometric_offsets` is read at the integer offsets -(D // 2) .. D // 2.
-    (mmseg's helper calls ``scipy.interpolate.interp2d(kind="cubic")``, removed from SciPy; on a grid it is this
-    ``RectBivariateSpline``.)"""
+    (mmseg's helper calls ``scipy.interpolate.interp2d(offsets, offsets, values, kind="cubic")``, removed in SciPy
+    1.14; SciPy's transition guide gives ``RectBivariateSpline`` on the same grid as its identical replacement,
+    with the axes swapped, which on this square grid of equal offsets is the call below.)"""
     src_size = math.isqrt(table.shape[0] - _EXTRA_ENTRIES)
     grid, extra = table[:-_EXTRA_ENTRIES], table[-_EXTRA_ENTRIES:]
     offsets = geometric_offsets(src_size, dst_size)
