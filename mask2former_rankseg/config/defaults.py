@@ -389,6 +389,9 @@ def add_package_config(cfg: CN) -> None:
     ``"detectron2"`` (the default: crop, ``ColorAugSSDTransform``, flip) or ``"mmseg"`` (mmseg's ``RandomCrop``
     with ``cat_max_ratio``, flip, then ``PhotoMetricDistortion``), still switched by ``INPUT.CROP.ENABLED`` and
     ``INPUT.COLOR_AUG_SSD``.
+
+    ``MODEL.VIT`` and ``MODEL.BEIT``: the per-pixel family's transformer backbones, Segmenter's ViT and UPerNet's
+    BEiT (mmseg backbones, which have no detectron2 keys; :func:`_add_vit_config`, :func:`_add_beit_config`).
     """
     cfg.MODEL.MASK_FORMER.MASK_LOSS = "point_sampled_bce"
     cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
@@ -400,6 +403,8 @@ def add_package_config(cfg: CN) -> None:
     cfg.INPUT.AUGMENTATION_STYLE = "detectron2"
     _add_per_pixel_config(cfg)
     _add_solver_config(cfg)
+    _add_vit_config(cfg)
+    _add_beit_config(cfg)
 
 
 def _add_per_pixel_config(cfg: CN) -> None:
@@ -453,6 +458,52 @@ def _add_solver_config(cfg: CN) -> None:
     """
     cfg.SOLVER.PARAM_RULES = []
     cfg.SOLVER.LAYER_DECAY_RATE = 1.0
+
+
+def _add_vit_config(cfg: CN) -> None:
+    """``MODEL.VIT`` (``build_vit_backbone``): Segmenter's ViT, mmseg's ``VisionTransformer`` settings; the
+    defaults are RankSeg's Segmenter ViT-B/16 at 512 px (drop path 0.1, final norm, the last block's map).
+
+    ``IMG_SIZE``: the image side the position embedding is stored for (mmseg's ``img_size``, the training crop;
+    resized to each input's grid at run time). ``OUT_INDICES``: blocks whose maps are returned as ``vit{i}``
+    (-1: the last). ``CLS_EMB_START_LAYER``: the block before which ``MODEL.SEM_SEG_HEAD.NUM_CLASSES`` learned
+    class tokens join the sequence (returned as ``cls_emb``; -1: none).
+    """
+    v = cfg.MODEL.VIT = CN()
+    v.IMG_SIZE = 512
+    v.PATCH_SIZE = 16
+    v.EMBED_DIM = 768
+    v.DEPTH = 12
+    v.NUM_HEADS = 12
+    v.MLP_RATIO = 4.0
+    v.QKV_BIAS = True
+    v.DROP_PATH_RATE = 0.1
+    v.FINAL_NORM = True
+    v.OUT_INDICES = [-1]
+    v.CLS_EMB_START_LAYER = -1
+    v.USE_CHECKPOINT = False
+
+
+def _add_beit_config(cfg: CN) -> None:
+    """``MODEL.BEIT`` (``build_beit_backbone``): BEiT with its four-scale pyramid, mmseg's ``BEiT`` settings;
+    the defaults are RankSeg's UPerNet-BEiT-L/16 at 640 px.
+
+    ``LAYER_SCALE_INIT``: initial layer scale (BEiT's ``init_values``; 0: none). ``OUT_INDICES``: the four blocks
+    feeding res2..res5. ``FPN_NORM``: the normalisation inside the stride-4 branch ``fpn1``.
+    """
+    b = cfg.MODEL.BEIT = CN()
+    b.IMG_SIZE = 640
+    b.PATCH_SIZE = 16
+    b.EMBED_DIM = 1024
+    b.DEPTH = 24
+    b.NUM_HEADS = 16
+    b.MLP_RATIO = 4.0
+    b.QKV_BIAS = True
+    b.LAYER_SCALE_INIT = 1e-6
+    b.DROP_PATH_RATE = 0.2
+    b.OUT_INDICES = [7, 11, 15, 23]
+    b.FPN_NORM = "SyncBN"
+    b.USE_CHECKPOINT = False
 
 
 def get_cfg() -> CN:

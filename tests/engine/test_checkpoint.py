@@ -1,5 +1,6 @@
-"""Checkpointer: bitwise round trips, atomic saves, official .pkl loading with suffix matching, refusal of
-pickles that carry code, reports of missing / unexpected / mis-shaped keys."""
+"""Checkpointer: bitwise round trips, atomic saves, official .pkl loading with suffix matching, pretrained
+backbone files under ``backbone.``, .safetensors files, refusal of pickles that carry code, reports of missing /
+unexpected / mis-shaped keys."""
 
 import os
 import pickle
@@ -12,6 +13,7 @@ from torch import nn
 
 from mask2former_rankseg.engine import Checkpointer, CheckpointError, build_lr_scheduler
 from mask2former_rankseg.engine.checkpoint import align_by_suffix
+from mask2former_rankseg.modeling.backbone import Backbone
 
 PWNED = Path("/tmp/m2f_rankseg_checkpoint_test_pwned")
 
@@ -260,3 +262,56 @@ def test_urls_are_resolved_and_cached_through_the_path_manager(tmp_path, monkeyp
     assert torch.all(model.backbone.res2[0].conv1.weight == 2.0)
     with pytest.raises(ValueError, match="Unsupported query"):
         Checkpointer(model).load("https://example.com/weights/plain.pth?token=1")
+
+
+class _TinyBackbone(Backbone):
+    """A Backbone whose ``adapt_state_dict`` renames an old layout (``old_conv.*`` -> ``conv.*``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return {"res2": self.conv(x)}
+
+    def adapt_state_dict(self, state):
+        return {k.replace("old_conv.", "conv."): v for k, v in state.items()}
+
+
+class _WithTinyBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = _TinyBackbone()
+        self.head = nn.Linear(4, 2)
+
+
+def test_pretrained_backbone_file_loads_under_backbone_through_its_adaptation(tmp_path, caplog):
+    """A file naming no model tensor but the backbone's own (after ``adapt_state_dict``) loads under
+    ``backbone.``; its other keys are reported unexpected, never matched elsewhere."""
+    torch.save({"old_conv.weight": torch.full((4, 3, 1, 1), 3.0), "conv.bias": torch.ones(4),
+                "fc.weight": torch.zeros(10, 4)}, tmp_path / "pretrained.pth")
+    model = _WithTinyBackbone()
+    with caplog.at_level("INFO"):
+        inc = Checkpointer(model).load(str(tmp_path / "pretrained.pth"))["incompatible"]
+    assert torch.all(model.backbone.conv.weight == 3.0) and torch.all(model.backbone.conv.bias == 1.0)
+    assert inc.unexpected == ["fc.weight"] and sorted(inc.missing) == ["head.bias", "head.weight"]
+    assert "2 of its 3 keys name tensors of the backbone (_TinyBackbone)" in caplog.text
+
+    # a whole-model file: its backbone.* part goes through the same adaptation
+    torch.save({"model": {"backbone.old_conv.weight": torch.full((4, 3, 1, 1), 5.0), "head.bias": torch.ones(2)}},
+               tmp_path / "model.pth")
+    inc = Checkpointer(model).load(str(tmp_path / "model.pth"))["incompatible"]
+    assert torch.all(model.backbone.conv.weight == 5.0) and torch.all(model.head.bias == 1.0)
+    assert not inc.unexpected and sorted(inc.missing) == ["backbone.conv.bias", "head.weight"]
+
+
+def test_safetensors_files_load(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"conv.weight": torch.full((4, 3, 1, 1), 7.0)}, str(tmp_path / "w.safetensors"))
+    model = _WithTinyBackbone()
+    Checkpointer(model).load(str(tmp_path / "w.safetensors"))
+    assert torch.all(model.backbone.conv.weight == 7.0)
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="junk.safetensors is not a readable .safetensors file"):
+        Checkpointer(model).load(str(tmp_path / "junk.safetensors"))

@@ -5,9 +5,10 @@ Nothing here runs code from a file: ``.pth`` files are read with ``torch.load(we
 arrays allowed), ``.pkl`` files with an unpickler that knows only numpy arrays and plain containers.
 
 Modules: :mod:`.errors` (:class:`CheckpointError`), :mod:`.safe_pickle` (the restricted unpickler),
-:mod:`.formats` (a ``.pth`` / ``.pkl`` file to a state dict), :mod:`.urls` (``detectron2://`` and
-``http(s)://`` names to cached local files), :mod:`.key_matching` (checkpoint keys to model keys, and the
-report of what did not fit), :mod:`.checkpointer` (saving, resuming, loading).
+:mod:`.formats` (a ``.pth`` / ``.pkl`` / ``.safetensors`` / jax ``.npz`` file to a state dict), :mod:`.urls`
+(``detectron2://`` and ``http(s)://`` names to cached local files), :mod:`.backbone_files` (a pretrained backbone
+file's names to the model's ``backbone.``, its layout adapted by the backbone), :mod:`.key_matching` (checkpoint
+keys to model keys, and the report of what did not fit), :mod:`.checkpointer` (saving, resuming, loading).
 """
 
 from ...utils.file_io import atomic_write

@@ -123,8 +123,9 @@ class Checkpointer:
 
     def load(self, path: str, checkpointables: Optional[List[str]] = None, *, strict: bool = False
              ) -> Dict[str, Any]:
-        """Load ``path`` (``.pth``, ``.pkl``, ``http(s)://`` or ``detectron2://`` URL) into the model, and the
-        named ``checkpointables`` (default: all that the file has).
+        """Load ``path`` (``.pth``, ``.pkl``, ``.safetensors``, jax ViT ``.npz``, ``http(s)://`` or ``detectron2://``
+        URL) into the model, and the named ``checkpointables`` (default: all that the file has). A pretrained
+        backbone file in the backbone's own names (e.g. a timm state dict) loads under ``backbone.``.
 
         Returns:
             the file's other entries (e.g. ``iteration``) plus ``"incompatible"``: :class:`IncompatibleKeys`.

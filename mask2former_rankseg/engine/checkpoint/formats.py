@@ -1,5 +1,6 @@
 """Reading a local checkpoint file into ``{"model": {name: Tensor}, ...}``, by format: detectron2 / official
-``.pkl`` weights (restricted unpickler) or ``.pth`` files (``torch.load(weights_only=True)``)."""
+``.pkl`` weights (restricted unpickler), ``.safetensors`` files, Google's jax ViT ``.npz`` files (read by timm into
+timm's names) or ``.pth`` files (``torch.load(weights_only=True)``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from typing import Any, Dict, Mapping
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
+from ...modeling.backbone import load_jax_npz
 from .errors import CheckpointError
 from .safe_pickle import ArrayOnlyUnpickler, numpy_safe_globals
 
@@ -53,7 +57,10 @@ def load_pkl(path: str | Path) -> Dict[str, Any]:
 
 
 def load_checkpoint_file(path: str) -> Dict[str, Any]:
-    """Read a local ``.pth`` / ``.pkl`` file into a dict with a ``"model"`` state dict of tensors.
+    """Read a local ``.pth`` / ``.pkl`` / ``.safetensors`` / ``.npz`` file into a dict with a ``"model"`` state
+    dict of tensors. A ``.safetensors`` file is one state dict (timm's and Hugging Face's format); a ``.npz`` file
+    is a Google jax ViT checkpoint, converted to timm's names by :func:`~mask2former_rankseg.modeling.backbone.
+    load_jax_npz` (needs timm).
 
     ``.pth`` files are read with ``weights_only=True``: tensors, numbers, strings, plain containers and
     numpy arrays only. Our own checkpoints are made of exactly these (the RNG states are stored as tensors
@@ -62,6 +69,16 @@ def load_checkpoint_file(path: str) -> Dict[str, Any]:
     """
     if path.endswith(".pkl"):
         return load_pkl(path)
+    if path.endswith(".safetensors"):
+        try:
+            return {"model": load_file(path)}
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{path} is not a readable .safetensors file ({type(e).__name__}: {e}).") from e
+    if path.endswith(".npz"):
+        try:
+            return {"model": load_jax_npz(path)}
+        except (ValueError, KeyError, OSError) as e:
+            raise CheckpointError(f"{path}: cannot read it as a jax ViT checkpoint ({type(e).__name__}: {e}).") from e
     try:
         with torch.serialization.safe_globals(numpy_safe_globals()):
             data = torch.load(path, map_location="cpu", weights_only=True)

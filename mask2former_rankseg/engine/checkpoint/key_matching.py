@@ -11,6 +11,7 @@ from typing import Dict, Iterable, List, Mapping, Tuple
 import torch
 from torch import nn
 
+from .backbone_files import route_backbone_weights
 from .errors import CheckpointError
 
 __all__ = ["IncompatibleKeys", "align_by_suffix", "load_model_state"]
@@ -113,14 +114,15 @@ def load_model_state(model: nn.Module, state: Dict[str, torch.Tensor], *, heuris
 
     Args:
         model: the model to load into (not a DistributedDataParallel wrapper).
-        state: checkpoint state dict; a ``module.`` prefix on every key (a DDP wrapper's) is removed.
+        state: checkpoint state dict; a ``module.`` prefix on every key (a DDP wrapper's) is removed, and a
+            pretrained backbone file's keys get ``backbone.`` (:func:`route_backbone_weights`).
         heuristics: match names by suffix first (:func:`align_by_suffix`), for backbone checkpoints.
         source: names the checkpoint in messages.
         strict: any missing, unexpected or mis-shaped key is an error.
     Raises:
         CheckpointError: with ``strict``, listing every key that did not fit.
     """
-    state = _strip_prefix(state, "module.")
+    state = route_backbone_weights(model, _strip_prefix(state, "module."), heuristics=heuristics, source=source)
     model_state = model.state_dict()
     result = IncompatibleKeys()
     if heuristics:

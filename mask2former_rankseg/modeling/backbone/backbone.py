@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from typing import Dict
+from typing import Dict, Mapping
 
 import torch
 from torch import nn
@@ -30,6 +30,12 @@ class Backbone(nn.Module, metaclass=ABCMeta):
     @property
     def padding_constraints(self) -> Dict[str, int]:
         return {}
+
+    def adapt_state_dict(self, state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Weights of a loaded file, named relative to this backbone, in this backbone's layout. The Checkpointer
+        passes every file's backbone part through this before matching names, so a backbone can take foreign
+        layouts (e.g. a position embedding pretrained for another grid); the default changes nothing."""
+        return dict(state)
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
         return {
