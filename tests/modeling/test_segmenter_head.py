@@ -144,3 +144,26 @@ def test_bad_configs():
         build_model(_cfg("MODEL.SEGMENTER.CLS_EMB_FROM_BACKBONE", True))
     with pytest.raises(ConfigError, match="TOPK=11"):
         build_model(_rankseg("MODEL.RANKSEG.TOPK", 11))
+
+
+
+# the head on the ViT (32 wide, 2 blocks, 8 px patches at 32 px) with its class-embedding variant
+VIT_CLS_EMB = ["MODEL.BACKBONE.NAME", "build_vit_backbone", "MODEL.VIT.IMG_SIZE", 32, "MODEL.VIT.PATCH_SIZE", 8,
+               "MODEL.VIT.EMBED_DIM", 32, "MODEL.VIT.DEPTH", 2, "MODEL.VIT.NUM_HEADS", 2,
+               "MODEL.VIT.CLS_EMB_START_LAYER", 1, "MODEL.SEM_SEG_HEAD.IN_FEATURES", ["vit1"],
+               "MODEL.SEGMENTER.CLS_EMB_FROM_BACKBONE", True]
+
+
+@pytest.mark.slow
+def test_class_tokens_from_the_vit():
+    """The ViT returns its class tokens beside its maps, not in output_shape(): the head takes them from the config
+    (also built on the meta device), and their width must be the head's."""
+    with torch.device("meta"):
+        model = build_model(_rankseg(*VIT_CLS_EMB))
+    assert model.backbone.cls_emb.shape == (1, K, 32) and not hasattr(model.sem_seg_head, "cls_emb")
+    model = build_model(_cfg(*VIT_CLS_EMB)).eval()
+    with torch.no_grad():
+        out = model([{"image": torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)}])[0]
+    assert out["sem_seg"].shape == (K, 32, 32)
+    with pytest.raises(ConfigError, match="EMBED_DIM=32 wide; MODEL.SEGMENTER.D_MODEL=16 must equal it"):
+        build_model(_cfg(*VIT_CLS_EMB, "MODEL.SEGMENTER.D_MODEL", 16))

@@ -65,7 +65,7 @@ class MaskTransformerHead(nn.Module):
         self.topk = topk
         self.ranks_categories = topk is not None
         self.cls_emb_from_backbone = cls_emb_from_backbone
-        rates = torch.linspace(0, drop_path_rate, n_layers).tolist()
+        rates = torch.linspace(0, drop_path_rate, n_layers, device="cpu").tolist()  # also under a meta device
         self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff, dropout, rate) for rate in rates)
         self.proj_dec = nn.Linear(d_encoder, d_model)
         self.decoder_norm = nn.LayerNorm(d_model)
@@ -91,9 +91,17 @@ class MaskTransformerHead(nn.Module):
         if len(head.IN_FEATURES) != 1:
             raise ConfigError(f"MaskTransformerHead reads one map; MODEL.SEM_SEG_HEAD.IN_FEATURES="
                               f"{list(head.IN_FEATURES)}.")
-        if seg.CLS_EMB_FROM_BACKBONE and "cls_emb" not in input_shape:
-            raise ConfigError("MODEL.SEGMENTER.CLS_EMB_FROM_BACKBONE needs a backbone that returns class tokens "
-                              "('cls_emb'): set the ViT's class-embedding start layer (MODEL.VIT.CLS_EMB_START_LAYER).")
+        if seg.CLS_EMB_FROM_BACKBONE:
+            # The ViT returns its class tokens as "cls_emb" beside its maps but not in output_shape() (not a map).
+            vit = cfg.MODEL.BACKBONE.NAME == "build_vit_backbone"
+            if not ("cls_emb" in input_shape or (vit and cfg.MODEL.VIT.CLS_EMB_START_LAYER >= 0)):
+                raise ConfigError("MODEL.SEGMENTER.CLS_EMB_FROM_BACKBONE needs a backbone that returns class tokens "
+                                  "('cls_emb'): set the ViT's class-embedding start layer "
+                                  "(MODEL.VIT.CLS_EMB_START_LAYER).")
+            if vit and cfg.MODEL.VIT.EMBED_DIM != seg.D_MODEL:
+                raise ConfigError(f"MODEL.SEGMENTER.CLS_EMB_FROM_BACKBONE: the backbone's class tokens are "
+                                  f"MODEL.VIT.EMBED_DIM={cfg.MODEL.VIT.EMBED_DIM} wide; MODEL.SEGMENTER.D_MODEL="
+                                  f"{seg.D_MODEL} must equal it.")
         rankseg = cfg.MODEL.RANKSEG
         return cls(input_shape[head.IN_FEATURES[0]].channels, head.NUM_CLASSES, n_layers=seg.N_LAYERS,
                    n_heads=seg.N_HEADS, d_model=seg.D_MODEL, d_ff=seg.D_FF, dropout=seg.DROPOUT,
