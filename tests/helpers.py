@@ -23,6 +23,8 @@ SYNTHETIC_CONFIG = CONFIGS / "synthetic" / "maskformer2_R18_synthetic.yaml"
 SYNTHETIC_RANKSEG_CONFIG = CONFIGS / "synthetic" / "maskformer2_R18_synthetic-rankseg.yaml"
 SYNTHETIC_DEEPLAB_CONFIG = CONFIGS / "synthetic" / "deeplabv3_R18_synthetic.yaml"
 SYNTHETIC_DEEPLAB_RANKSEG_CONFIG = CONFIGS / "synthetic" / "deeplabv3_R18_synthetic-rankseg.yaml"
+SYNTHETIC_SEGMENTER_CONFIG = CONFIGS / "synthetic" / "segmenter_vit-tiny_p8_synthetic.yaml"
+SYNTHETIC_SEGMENTER_RANKSEG_CONFIG = CONFIGS / "synthetic" / "segmenter_vit-tiny_p8_synthetic-rankseg.yaml"
 IMAGE_SIZE = 64
 
 TINY_MODEL: List[str] = [

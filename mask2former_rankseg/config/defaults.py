@@ -434,6 +434,7 @@ def _add_per_pixel_config(cfg: CN) -> None:
     cfg.MODEL.AUX_HEAD.LOSS_WEIGHT = 0.4
     cfg.MODEL.RANKSEG.IN_FEATURE = "res5"
     cfg.MODEL.RANKSEG.POOL_SIZE = 16
+    cfg.MODEL.RANKSEG.ML_LOSS = "asymmetric"  # the image-level loss: "asymmetric" (2, 0, clip 0.05) or "bce"
     cfg.MODEL.SEGMENTER = CN()
     cfg.MODEL.SEGMENTER.N_LAYERS = 2
     cfg.MODEL.SEGMENTER.N_HEADS = 12

@@ -1,6 +1,7 @@
 """RankSeg's wiring (modeling/rankseg/wiring.py): the config mapping and its checks, the one TOPK check at every
 entry point, the oracle and ranking on decoder outputs, target remapping, loss_ml and the multilabel output."""
 
+import math
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from mask2former_rankseg.modeling.rankseg import (
     AsymmetricLoss,
     MultiLabelHead,
     apply_oracle_and_ranking,
+    build_multilabel_loss,
     check_rankseg_args,
     check_rankseg_config,
     check_topk,
@@ -151,6 +153,24 @@ def test_rankseg_kwargs_from_config():
     head = per_pixel["ml_head"]
     assert isinstance(head.proj_dec, SeparableProjection) and head.pooling.output_size == 16
     assert (head.proj_dec.in_features, head.hidden_dim, per_pixel["ml_in_feature"]) == (32, 64, "res5")
+
+
+def test_multilabel_loss_choice():
+    """MODEL.RANKSEG.ML_LOSS: the asymmetric loss by default, mean BCE-with-logits with "bce" (upstream's Segmenter
+    head default), checked on a hand case; an unknown name is refused naming the key."""
+    logits, present = torch.tensor([[0.0, 2.0], [-1.0, 0.5]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    bce = build_multilabel_loss("bce")
+    by_hand = -(math.log(0.5) + math.log(1 - 1 / (1 + math.exp(-2.0))) + math.log(1 - 1 / (1 + math.exp(1.0)))
+                + math.log(1 / (1 + math.exp(-0.5)))) / 4
+    assert float(bce(logits, present)) == pytest.approx(by_hand)
+    assert isinstance(build_multilabel_loss("asymmetric"), AsymmetricLoss)
+    cfg = _rankseg_cfg(**{"MODEL.RANKSEG.ML_LOSS": "bce"})
+    assert isinstance(rankseg_kwargs_from_config(cfg, 32)["ml_loss"], nn.BCEWithLogitsLoss)
+    cfg.MODEL.RANKSEG.ML_LOSS = "focal"
+    with pytest.raises(ConfigError, match="MODEL.RANKSEG.ML_LOSS='focal'"):
+        check_rankseg_config(cfg)
+    with pytest.raises(ConfigError, match="MODEL.RANKSEG.ML_LOSS"):
+        build_multilabel_loss("focal")
 
 
 class _RecordingHead(nn.Module):

@@ -177,6 +177,8 @@ def test_variants_set_what_they_should(name):
     if ranked:
         assert (topk, weight, 8) == (rs.TOPK, rs.LOSS_WEIGHT, rs.POOL_SIZE)
         assert 0 < rs.TOPK < cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+        # upstream's COCO-Stuff-10k files give no loss_img: their head's default BCE; the others the asymmetric loss
+        assert ("bce" if "coco-stuff10k" in name else "asymmetric") == rs.ML_LOSS
     # upstream's weight decay: 0 for every baseline (and its GT file on Pascal-Context), the row's for RankSeg
     pascal_gt = name == "segmenter_vit-b16_480x480_80k_pascal-context60-gt.yaml"
     assert (decay if ranked and not pascal_gt else 0.0) == cfg.SOLVER.WEIGHT_DECAY

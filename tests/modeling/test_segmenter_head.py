@@ -55,6 +55,26 @@ def test_gathered_class_tokens_equal_a_loop():
     torch.testing.assert_close(seen["tokens"][:, :-4], head.proj_dec(x.flatten(2).transpose(1, 2)))
 
 
+def test_unpooled_ranking_block_passes_its_patch_tokens_on():
+    """pool_size 0 (upstream's downsample=None): the first block reads every patch with the class tokens, and its
+    patch outputs, not the projected map, join the top-k tokens."""
+    head = _head(topk=4)
+    head.pooling = None
+    x = torch.randn(2, 24, 3, 4)
+    seen = {}
+    head.blocks[1].register_forward_pre_hook(lambda module, args: seen.setdefault("tokens", args[0]))
+    with torch.no_grad():
+        _, image_logits, topk = head.forward_ranked({"res5": x}, _select(4))
+        first = head.blocks[0](torch.cat((head.proj_dec(x.flatten(2).transpose(1, 2)), head.cls_emb.expand(2, -1, -1)),
+                                         1))
+        adapted = head.decoder_norm2(first[:, -K:])
+    torch.testing.assert_close(image_logits, head.ml_fc(adapted))
+    torch.testing.assert_close(seen["tokens"][:, :-4], first[:, :-K])
+    expected = torch.stack([adapted[b, topk[b]] for b in range(2)])
+    torch.testing.assert_close(seen["tokens"][:, -4:], expected)
+    assert MaskTransformerHead(24, K, n_layers=3, n_heads=2, d_model=16, d_ff=32, topk=4, pool_size=0).pooling is None
+
+
 def test_cosine_classifier_on_a_hand_case():
     head = _head()
     head.decoder_norm = nn.Identity()

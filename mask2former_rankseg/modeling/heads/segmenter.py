@@ -9,7 +9,9 @@ RankSeg: the first block scores the categories. It reads the map average-pooled 
 plus the K class tokens; its class tokens, after ``decoder_norm2`` and the group-wise ``ml_fc``, give the image-level
 logits. The image-adapted class tokens of the top-k categories, in rank order, then join *all* patch tokens (only
 projected, not through the first block) for the remaining blocks; the cosine logits of the k ranked classes go
-through ``LayerNorm(k)`` (``mask_norm``: the rank-oriented temperatures). Upstream gathers the top-k tokens with a
+through ``LayerNorm(k)`` (``mask_norm``: the rank-oriented temperatures). With ``pool_size`` 0 (upstream's
+``downsample=None``) the first block reads every patch instead, and its patch tokens go on to the other blocks.
+Upstream gathers the top-k tokens with a
 reshape that is right only for one image per device; here each image gathers its own.
 """
 
@@ -44,7 +46,7 @@ class MaskTransformerHead(nn.Module):
         d_encoder: channels of the backbone map ``in_feature``. num_classes: K.
         n_layers: transformer blocks (2 for the baseline, 3 for RankSeg: the first one ranks).
         n_heads, d_model, d_ff, dropout: of the blocks; drop_path_rate: stochastic depth, linear over the blocks.
-        topk: RankSeg's k (None: the baseline). pool_size: the map's pooled size for the ranking block.
+        topk: RankSeg's k (None: the baseline). pool_size: the map's pooled size for the ranking block (0: unpooled).
         cls_emb_from_backbone: the class tokens are the backbone's (its ``"cls_emb"`` output, [B, K, d_model];
             upstream's ``backbone-cls-emb`` configs) instead of the head's own ``cls_emb``.
         in_feature: the backbone map read.
@@ -80,7 +82,7 @@ class MaskTransformerHead(nn.Module):
         if topk is not None:
             self.decoder_norm2 = nn.LayerNorm(d_model)
             self.ml_fc = GroupWiseLinear(num_classes, d_model)
-            self.pooling = nn.AdaptiveAvgPool2d(pool_size)
+            self.pooling = nn.AdaptiveAvgPool2d(pool_size) if pool_size > 0 else None
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> MaskTransformerHead:
@@ -143,8 +145,13 @@ class MaskTransformerHead(nn.Module):
         """
         x, cls_emb = self._inputs(features)
         patches = self.proj_dec(x.flatten(2).transpose(1, 2))  # [B, HW, d]
-        pooled = self.proj_dec(self.pooling(x).flatten(2).transpose(1, 2))  # [B, pool^2, d]
-        ranked_cls = self.decoder_norm2(self.blocks[0](torch.cat((pooled, cls_emb), dim=1))[:, -self.num_classes:])
+        if self.pooling is not None:
+            pooled = self.proj_dec(self.pooling(x).flatten(2).transpose(1, 2))  # [B, pool^2, d]
+            ranked_cls = self.blocks[0](torch.cat((pooled, cls_emb), dim=1))[:, -self.num_classes:]
+        else:  # unpooled: every patch goes through the ranking block, and on from there
+            tokens = self.blocks[0](torch.cat((patches, cls_emb), dim=1))
+            patches, ranked_cls = tokens[:, :-self.num_classes], tokens[:, -self.num_classes:]
+        ranked_cls = self.decoder_norm2(ranked_cls)
         image_logits = self.ml_fc(ranked_cls)  # [B, K]
         topk_index = select(image_logits)
         chosen = torch.gather(ranked_cls, 1, topk_index.unsqueeze(-1).expand(-1, -1, ranked_cls.shape[-1]))

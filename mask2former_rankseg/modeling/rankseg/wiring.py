@@ -47,6 +47,8 @@ def check_rankseg_config(cfg) -> None:
     if not rs.FLAG:
         return
     check_topk(rs.TOPK, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
+    if rs.ML_LOSS not in ML_LOSSES:
+        raise ConfigError(f"MODEL.RANKSEG.ML_LOSS={rs.ML_LOSS!r}: use one of {', '.join(ML_LOSSES)}.")
     if rs.HIDDEN_DIM <= 0:
         raise ConfigError(f"MODEL.RANKSEG.HIDDEN_DIM={rs.HIDDEN_DIM} must be positive.")
     if rs.POOL_SIZE < 0:
@@ -78,8 +80,8 @@ def rankseg_kwargs_from_config(cfg, d_encoder: int) -> Dict[str, object]:
         d_encoder: channels of the decoder queries the multi-label head reads.
     Returns:
         ``ml_head`` (:class:`MultiLabelHead`), ``ml_norm`` (the rank-adaptive ``LayerNorm(TOPK + 1)`` over the
-        ranked class axis and its "no object" column), ``ml_loss`` (:class:`AsymmetricLoss`, gamma_neg 2,
-        gamma_pos 0, clip 0.05), ``ml_loss_weight``, ``ml_topk``, ``ml_share_embedding``.
+        ranked class axis and its "no object" column), ``ml_loss`` (:func:`build_multilabel_loss` of
+        ``ML_LOSS``), ``ml_loss_weight``, ``ml_topk``, ``ml_share_embedding``.
     """
     rs = cfg.MODEL.RANKSEG
     if not rs.FLAG:
@@ -118,11 +120,26 @@ def rankseg_settings_from_config(cfg) -> Dict[str, object]:
     if not rs.FLAG:
         return {}
     return {
-        "ml_loss": AsymmetricLoss(gamma_neg=2, gamma_pos=0, clip=0.05),
+        "ml_loss": build_multilabel_loss(rs.ML_LOSS),
         "ml_loss_weight": rs.LOSS_WEIGHT,
         "ml_topk": rs.TOPK,
         "ml_share_embedding": rs.SHARE_EMBEDDING,
     }
+
+
+ML_LOSSES = ("asymmetric", "bce")
+"""The values of ``MODEL.RANKSEG.ML_LOSS``."""
+
+
+def build_multilabel_loss(name: str) -> nn.Module:
+    """The image-level loss of ``MODEL.RANKSEG.ML_LOSS``: ``"asymmetric"`` (:class:`AsymmetricLoss`, gamma_neg 2,
+    gamma_pos 0, clip 0.05; RankSeg's Mask2Former and most per-pixel configs) or ``"bce"`` (``BCEWithLogitsLoss``,
+    the mean over [B, K]; the default of upstream's Segmenter RankSeg head, which its COCO-Stuff-10k files keep)."""
+    if name == "asymmetric":
+        return AsymmetricLoss(gamma_neg=2, gamma_pos=0, clip=0.05)
+    if name == "bce":
+        return nn.BCEWithLogitsLoss()
+    raise ConfigError(f"MODEL.RANKSEG.ML_LOSS={name!r}: use one of {', '.join(ML_LOSSES)}.")
 
 
 def check_rankseg_args(ml_head: Optional[nn.Module], ml_norm: Optional[nn.Module], ml_topk: int,
