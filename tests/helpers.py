@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 from types import ModuleType
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
+import torch
 from torch import nn
 
-from mask2former_rankseg.config import get_cfg
+from mask2former_rankseg.config import CfgNode, get_cfg
 from mask2former_rankseg.data.synthetic import generate_panoptic_dataset, generate_semantic_dataset
+from mask2former_rankseg.modeling import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -99,3 +101,15 @@ class WithBackbone(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.sem_seg_head = nn.Linear(4, 2)
+
+
+def build_on_meta(config: Path) -> Tuple[CfgNode, nn.Module]:
+    """(config, model) of a config file, the model built on the meta device (shapes only: no memory, no init)."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(config))
+    with torch.device("meta"):
+        return cfg, build_model(cfg)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -5,12 +5,9 @@ derived by hand from mmseg's UPerNet structure; the optimiser groups against BEi
 from __future__ import annotations
 
 import pytest
-import torch
-from helpers import CONFIGS
+from helpers import CONFIGS, build_on_meta, count_parameters
 
-from mask2former_rankseg.config import get_cfg
 from mask2former_rankseg.engine.optim import get_param_groups
-from mask2former_rankseg.modeling import build_model
 
 FOLDER = CONFIGS / "upernet"
 PARAMETERS = {
@@ -24,14 +21,7 @@ CLASSES = {"ade20k": 150, "coco-stuff10k": 171}
 
 
 def _build(name: str):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(FOLDER / name))
-    with torch.device("meta"):
-        return cfg, build_model(cfg)
-
-
-def _count(module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    return build_on_meta(FOLDER / name)
 
 
 def test_every_config_is_listed():
@@ -41,10 +31,10 @@ def test_every_config_is_listed():
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
-def test_config_builds_with_its_parameter_count(name):
+def test_config_builds_with_its_parametercount_parameters(name):
     cfg, model = _build(name)
-    assert _count(model) == PARAMETERS[name]
-    assert _count(model.backbone) == BACKBONE
+    assert count_parameters(model) == PARAMETERS[name]
+    assert count_parameters(model.backbone) == BACKBONE
     k = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     assert k == CLASSES[name.split("_160k_")[1].removesuffix(".yaml").removesuffix("-rankseg")]
     s = cfg.SOLVER
@@ -81,12 +71,13 @@ def test_heads_counted_by_hand():
     fuse = 9 * 4 * c * c + 2 * c
     body = ppm + bottleneck + laterals + fpn + fuse
     assert (ppm, bottleneck, laterals, fpn, fuse) == (4_202_496, 47_187_968, 3_151_872, 28_317_696, 37_750_784)
-    assert _count(base.sem_seg_head) == body + (c * k + k) == 120_764_566
-    assert _count(base.aux_head) == (9 * 1024 * 256 + 2 * 256) + (256 * k + k) == 2_398_358  # FCNHead on res4
-    assert _count(ranked.sem_seg_head) == body + (k * c + k + 2 * 50)
+    assert count_parameters(base.sem_seg_head) == body + (c * k + k) == 120_764_566
+    assert count_parameters(base.aux_head) == (9 * 1024 * 256 + 2 * 256) + (256 * k + k) == 2_398_358  # FCNHead on res4
+    assert count_parameters(ranked.sem_seg_head) == body + (k * c + k + 2 * 50)
     h = 1024  # depthwise-separable projection, one block (16 heads, FFN 4h), LayerNorm, read-out, own class tokens
     block = 2 * (2 * h) + (h * 3 * h + 3 * h) + (h * h + h) + (h * 4 * h + 4 * h) + (4 * h * h + h)
-    assert _count(ranked.ml_head) == (top + top) + (top * h + h) + block + 2 * h + (k * h + k) + k * h == 13_957_270
+    by_hand = (top + top) + (top * h + h) + block + 2 * h + (k * h + k) + k * h
+    assert count_parameters(ranked.ml_head) == by_hand == 13_957_270
     assert ranked.ml_head.pooling is None
 
 

@@ -4,11 +4,7 @@ by hand from mmseg's DeepLabV3 structure."""
 from __future__ import annotations
 
 import pytest
-import torch
-from helpers import CONFIGS
-
-from mask2former_rankseg.config import get_cfg
-from mask2former_rankseg.modeling import build_model
+from helpers import CONFIGS, build_on_meta, count_parameters
 
 PARAMETERS = {
     "deeplabv3_r101-d8_512x512_80k_ade20k.yaml": 87_206_028,
@@ -25,14 +21,7 @@ BACKBONE = 42_519_392  # ResNetV1c-101 without its classifier (the backbone test
 
 
 def _build(name: str):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(CONFIGS / "deeplabv3" / name))
-    with torch.device("meta"):
-        return cfg, build_model(cfg)
-
-
-def _count(module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    return build_on_meta(CONFIGS / "deeplabv3" / name)
 
 
 def test_every_config_is_listed():
@@ -40,10 +29,10 @@ def test_every_config_is_listed():
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
-def test_config_builds_with_its_parameter_count(name):
+def test_config_builds_with_its_parametercount_parameters(name):
     cfg, model = _build(name)
-    assert _count(model) == PARAMETERS[name]
-    assert _count(model.backbone) == BACKBONE
+    assert count_parameters(model) == PARAMETERS[name]
+    assert count_parameters(model.backbone) == BACKBONE
     k = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     assert cfg.SOLVER.BASE_LR == 0.01 and cfg.SOLVER.BASE_LR_END == 1e-4 and cfg.SOLVER.IMS_PER_BATCH == 16
     assert tuple(cfg.INPUT.CROP.SIZE) == (512, 512) and cfg.INPUT.RESIZE.TYPE == "ratio_range"
@@ -59,11 +48,11 @@ def test_heads_counted_by_hand():
     k, c_in, c = 150, 2048, 512
     branches = 2 * (c_in * c + 2 * c) + 3 * (9 * c_in * c + 2 * c)  # image pooling + 1x1, three 3x3 at 12/24/36
     bottleneck = 9 * 5 * c * c + 2 * c
-    assert _count(base.sem_seg_head) == branches + bottleneck + (c * k + k)  # + conv_seg
-    assert _count(base.aux_head) == (9 * 1024 * 256 + 2 * 256) + (256 * k + k)
+    assert count_parameters(base.sem_seg_head) == branches + bottleneck + (c * k + k)  # + conv_seg
+    assert count_parameters(base.aux_head) == (9 * 1024 * 256 + 2 * 256) + (256 * k + k)
     # RankSeg: the classifier is the class embedding, its bias and LayerNorm(50); the multi-label head is a
     # depthwise-separable projection 2048 -> 512, one transformer block (FFN 2048), a LayerNorm and the group-wise
     # read-out (the class tokens are the classifier's: shared)
-    assert _count(ranked.sem_seg_head) == branches + bottleneck + (k * c + k + 2 * 50)
+    assert count_parameters(ranked.sem_seg_head) == branches + bottleneck + (k * c + k + 2 * 50)
     block = 2 * (2 * c) + (c * 3 * c + 3 * c) + (c * c + c) + (c * 2048 + 2048) + (2048 * c + c)
-    assert _count(ranked.ml_head) == (c_in + c_in) + (c_in * c + c) + block + 2 * c + (k * c + k)
+    assert count_parameters(ranked.ml_head) == (c_in + c_in) + (c_in * c + c) + block + 2 * c + (k * c + k)

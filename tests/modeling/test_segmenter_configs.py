@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from helpers import CONFIGS
+from helpers import CONFIGS, build_on_meta, count_parameters
 
 from mask2former_rankseg.config import get_cfg
 from mask2former_rankseg.data import DatasetCatalog, MetadataCatalog
@@ -74,14 +74,7 @@ IMAGENET = ([123.675, 116.280, 103.530], [58.395, 57.120, 57.375])
 
 
 def _build(name: str):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(FOLDER / name))
-    with torch.device("meta"):
-        return cfg, build_model(cfg)
-
-
-def _count(module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    return build_on_meta(FOLDER / name)
 
 
 def _row(name: str) -> str:
@@ -125,15 +118,16 @@ def test_every_config_is_listed():
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
-def test_config_builds_with_its_parameter_count(name):
+def test_config_builds_with_its_parametercount_parameters(name):
     cfg, model = _build(name)
-    assert _count(model) == PARAMETERS[name]
+    assert count_parameters(model) == PARAMETERS[name]
     backbone, crop, iterations, dataset = re.fullmatch(r"segmenter_(vit-[bl]16)_(\d+)x\2_(\d+)k_(.+)",
                                                        _row(name)).groups()
     crop, iterations = int(crop), int(iterations) * 1000
     k, ignore, imagenet, train, test = DATASETS[dataset]
     cls_emb = "-backbone-cls-emb" in name
-    assert _count(model.backbone) == BACKBONES[backbone, crop] + (k * cfg.MODEL.VIT.EMBED_DIM if cls_emb else 0)
+    class_tokens = k * cfg.MODEL.VIT.EMBED_DIM if cls_emb else 0
+    assert count_parameters(model.backbone) == BACKBONES[backbone, crop] + class_tokens
     assert model.aux_head is None and model.ml_head is None
 
     head = cfg.MODEL.SEM_SEG_HEAD
@@ -239,19 +233,19 @@ def test_heads_counted_by_hand():
     assert _block(d) == 7_087_872
     shared = (d * d + d) + 2 * d + k * d + 2 * d * d
     _, base = _build("segmenter_vit-b16_512x512_160k_ade20k.yaml")
-    assert _count(base.sem_seg_head) == 2 * _block(d) + shared + 2 * k == 16_063_020
+    assert count_parameters(base.sem_seg_head) == 2 * _block(d) + shared + 2 * k == 16_063_020
     _, ranked = _build("segmenter_vit-b16_512x512_160k_ade20k-rankseg.yaml")
-    assert _count(ranked.sem_seg_head) == 3 * _block(d) + shared + 2 * top + 2 * d + (k * d + k) == 23_267_578
+    assert count_parameters(ranked.sem_seg_head) == 3 * _block(d) + shared + 2 * top + 2 * d + (k * d + k) == 23_267_578
     assert ranked.sem_seg_head.pooling.output_size == 8 and ranked.sem_seg_head.topk == 50
     # the class-embedding variant moves the K tokens into the backbone
     _, moved = _build("segmenter_vit-b16_512x512_160k_ade20k-backbone-cls-emb-rankseg.yaml")
-    assert _count(moved.sem_seg_head) == _count(ranked.sem_seg_head) - k * d
+    assert count_parameters(moved.sem_seg_head) == count_parameters(ranked.sem_seg_head) - k * d
     assert tuple(moved.backbone.cls_emb.shape) == (1, k, d) and moved.backbone.cls_emb_start_layer == 11
     # ViT-L (d = 1024) on ADE20K: the baseline ~333M (ViT-B ~102.5M)
     d = 1024
     _, large = _build("segmenter_vit-l16_640x640_160k_ade20k.yaml")
-    assert _count(large.sem_seg_head) == 2 * _block(d) + (d * d + d) + 2 * d + k * d + 2 * d * d + 2 * k
-    assert _count(base) == 86_434_560 + 16_063_020
+    assert count_parameters(large.sem_seg_head) == 2 * _block(d) + (d * d + d) + 2 * d + k * d + 2 * d * d + 2 * k
+    assert count_parameters(base) == 86_434_560 + 16_063_020
 
 
 @pytest.mark.slow

@@ -5,12 +5,9 @@ the files give (mmseg's custom_keys)."""
 from __future__ import annotations
 
 import pytest
-import torch
-from helpers import CONFIGS
+from helpers import CONFIGS, build_on_meta, count_parameters
 
-from mask2former_rankseg.config import get_cfg
 from mask2former_rankseg.engine.optim import get_param_groups
-from mask2former_rankseg.modeling import build_model
 
 PARAMETERS = {
     "upernet_swin_base_IN21k_384_512x512_160k_ade20k.yaml": 121_415_076,
@@ -28,14 +25,7 @@ ITERATIONS = {"ade20k": 160_000, "coco-stuff10k": 40_000, "coco-lvis": 160_000}
 
 
 def _build(name: str):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(CONFIGS / "upernet" / name))
-    with torch.device("meta"):
-        return cfg, build_model(cfg)
-
-
-def _count(module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    return build_on_meta(CONFIGS / "upernet" / name)
 
 
 def test_every_config_is_listed():
@@ -43,10 +33,10 @@ def test_every_config_is_listed():
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
-def test_config_builds_with_its_parameter_count(name):
+def test_config_builds_with_its_parametercount_parameters(name):
     cfg, model = _build(name)
-    assert _count(model) == PARAMETERS[name]
-    assert _count(model.backbone) == BACKBONE
+    assert count_parameters(model) == PARAMETERS[name]
+    assert count_parameters(model.backbone) == BACKBONE
     s = cfg.SOLVER
     assert (s.OPTIMIZER, s.BASE_LR, s.WEIGHT_DECAY, s.IMS_PER_BATCH) == ("ADAMW", 6e-5, 0.01, 16)
     assert (s.WARMUP_ITERS, s.WARMUP_FACTOR, s.POLY_LR_POWER, s.BASE_LR_END) == (1500, 1e-6, 1.0, 0.0)
@@ -74,14 +64,14 @@ def test_heads_counted_by_hand():
     fuse = 9 * 4 * c * c + 2 * c
     body = ppm + bottleneck + laterals + fpn + fuse
     assert (ppm, bottleneck, laterals, fpn, fuse) == (2_101_248, 14_156_800, 461_824, 7_080_960, 9_438_208)
-    assert _count(base.sem_seg_head) == body + (c * k + k) == 33_315_990
-    assert _count(base.aux_head) == (9 * 512 * 256 + 2 * 256) + (256 * k + k) == 1_218_710  # FCNHead on res4
+    assert count_parameters(base.sem_seg_head) == body + (c * k + k) == 33_315_990
+    assert count_parameters(base.aux_head) == (9 * 512 * 256 + 2 * 256) + (256 * k + k) == 1_218_710  # FCNHead on res4
     # RankSeg: the classifier is the class embedding, its bias and LayerNorm(50); the multi-label head reads res5
     # (1024 channels): a depthwise-separable projection to 512, one block (FFN 2048), a LayerNorm and the group-wise
     # read-out (class tokens shared with the classifier)
-    assert _count(ranked.sem_seg_head) == body + (k * c + k + 2 * 50)
+    assert count_parameters(ranked.sem_seg_head) == body + (k * c + k + 2 * 50)
     block = 2 * (2 * c) + (c * 3 * c + 3 * c) + (c * c + c) + (c * 2048 + 2048) + (2048 * c + c)
-    assert _count(ranked.ml_head) == (top + top) + (top * c + c) + block + 2 * c + (k * c + k) == 3_757_206
+    assert count_parameters(ranked.ml_head) == (top + top) + (top * c + c) + block + 2 * c + (k * c + k) == 3_757_206
     assert ranked.ml_head.pooling is None
 
 
