@@ -106,9 +106,15 @@ class HungarianMatcher(nn.Module):
                 f"HungarianMatcher: num_points={self.num_points} (MODEL.MASK_FORMER.TRAIN_NUM_POINTS) must be > 0 "
                 "when cost_mask or cost_dice is non-zero."
             )
+        # Upstream draws an item's random points whether or not it has targets and whatever the cost weights; so
+        # does this matcher, so that a seeded run stays on upstream's random stream.
+        draws_points = self.mask_loss == POINT_SAMPLED_BCE and self.num_points > 0
         indices = []
         for b in range(logits.shape[0]):
             labels = targets[b]["labels"]
+            if labels.numel() == 0 or (self.cost_mask == 0 and self.cost_dice == 0):
+                if draws_points:
+                    torch.rand(1, self.num_points, 2, device=masks.device)  # the draw upstream makes
             if labels.numel() == 0:
                 empty = torch.empty(0, dtype=torch.int64)
                 indices.append((empty, empty.clone()))

@@ -40,6 +40,30 @@ def test_more_queries_than_targets_and_empty_targets():
     assert len(r1) == 0 and len(c1) == 0
 
 
+@pytest.mark.parametrize("frames", [None, 2])
+def test_random_stream_advances_as_upstreams_for_items_without_targets(frames):
+    """Upstream draws each item's points whether or not it has targets (e.g. all its classes fell outside RankSeg's
+    top-k) and whatever the cost weights: after a batch with an empty item the generator is where it is after one
+    without, for images and clips."""
+    shape = (5, 8, 8) if frames is None else (5, frames, 8, 8)
+    out = {"pred_logits": torch.randn(2, 5, 4), "pred_masks": torch.randn(2, *shape)}
+    full = {"labels": torch.tensor([1, 2]), "masks": torch.rand(2, *shape[1:]).round()}
+    empty = {"labels": torch.tensor([], dtype=torch.long), "masks": torch.zeros(0, *shape[1:])}
+
+    def next_draw(matcher, targets):
+        torch.manual_seed(0)
+        matcher(out, targets)
+        return torch.rand(3)
+
+    matcher = HungarianMatcher(1, 1, 1, num_points=16)
+    after_full = next_draw(matcher, [full, full])
+    assert torch.equal(next_draw(matcher, [empty, full]), after_full)
+    assert torch.equal(next_draw(matcher, [full, empty]), after_full)
+    torch.manual_seed(0)
+    assert not torch.equal(after_full, torch.rand(3))  # the matcher did draw
+    assert torch.equal(next_draw(HungarianMatcher(1, 0, 0, num_points=16), [full, full]), after_full)
+
+
 def test_cost_terms_by_hand():
     inputs = torch.tensor([[0.0, 2.0]])
     targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
