@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import difflib
 import logging
 from pathlib import Path
 from typing import Any, Dict, List
@@ -16,6 +17,9 @@ from .safe_eval import UnsafeExpressionError, safe_eval
 logger = logging.getLogger(__name__)
 
 BASE_KEY = "_BASE_"
+DEPRECATED_ALIASES = {"MODEL.MLSEG": "MODEL.RANKSEG"}
+"""Old key prefixes read as their new names, with one warning per source: RankSeg was called MLSeg, and
+upstream's own VSPW Swin-B ``-gt`` config still writes ``MODEL.MLSEG.USE_GT``."""
 EVAL_TAG = "tag:yaml.org,2002:python/object/apply:eval"
 
 
@@ -85,41 +89,56 @@ class CfgNode(_FvcoreCfgNode):
         handled by the restricted evaluator.
         """
         data = load_yaml_with_base(cfg_filename)
-        self._merge_dict(data, source=str(cfg_filename))
+        aliased: set = set()
+        self._merge_dict(data, source=str(cfg_filename), aliased=aliased)
+        _warn_aliases(aliased, str(cfg_filename))
 
     def merge_from_other_cfg(self, cfg_other: _FvcoreCfgNode) -> None:
-        self._merge_dict(cfg_other, source="another config")
+        aliased: set = set()
+        self._merge_dict(cfg_other, source="another config", aliased=aliased)
+        _warn_aliases(aliased, "another config")
 
     def merge_from_list(self, cfg_list: List[Any]) -> None:
         """Merge ``["KEY.PATH", value, ...]`` overrides (command-line style)."""
         if len(cfg_list) % 2 != 0:
             raise ConfigError(f"Overrides must be KEY VALUE pairs; got an odd number of items: {cfg_list}.")
+        source = "the command-line overrides"
+        aliased: set = set()
         for full_key, value in zip(cfg_list[0::2], cfg_list[1::2]):
+            full_key = _resolve_alias(str(full_key), aliased)
             node = self
-            parts = str(full_key).split(".")
+            parts = full_key.split(".")
             for part in parts[:-1]:
                 if not isinstance(node, _FvcoreCfgNode) or part not in node:
-                    raise ConfigError(f"Unknown config key {full_key!r} (from the command-line overrides).")
+                    raise ConfigError(f"Unknown config key {full_key!r} (from {source}).{self._suggest(full_key)}")
                 node = node[part]
             if not isinstance(node, _FvcoreCfgNode) or parts[-1] not in node:
-                raise ConfigError(f"Unknown config key {full_key!r} (from the command-line overrides).")
-            node._set_checked(parts[-1], value, full_key, "the command-line overrides")
+                raise ConfigError(f"Unknown config key {full_key!r} (from {source}).{self._suggest(full_key)}")
+            node._set_checked(parts[-1], value, full_key, source)
+        _warn_aliases(aliased, source)
 
-    def _merge_dict(self, data: Dict[str, Any], source: str, prefix: str = "") -> None:
+    def _suggest(self, full_key: str) -> str:
+        """" Did you mean ...?" with the closest valid full keys, or an empty string."""
+        close = difflib.get_close_matches(full_key, _full_keys(self), n=3, cutoff=0.75)
+        return f" Did you mean {' or '.join(repr(k) for k in close)}?" if close else ""
+
+    def _merge_dict(self, data: Dict[str, Any], source: str, aliased: set, prefix: str = "") -> None:
         if self.is_frozen():
             raise ConfigError(f"Cannot merge {source}: the config is frozen.")
         for key, value in data.items():
-            full_key = f"{prefix}{key}"
+            full_key = _resolve_alias(f"{prefix}{key}", aliased)
+            key = full_key.rsplit(".", 1)[-1]
             if key not in self:
-                raise ConfigError(
-                    f"Unknown config key {full_key!r} in {source}. Check its spelling against "
-                    "mask2former_rankseg.config.get_cfg()."
-                )
+                close = difflib.get_close_matches(full_key, [f"{prefix}{k}" for k in _full_keys(self)], n=3,
+                                                  cutoff=0.75)
+                hint = f"Did you mean {' or '.join(repr(k) for k in close)}?" if close else (
+                    "Check its spelling against mask2former_rankseg.config.get_cfg().")
+                raise ConfigError(f"Unknown config key {full_key!r} in {source}. {hint}")
             current = self[key]
             if isinstance(current, _FvcoreCfgNode):
                 if not isinstance(value, dict):
                     raise ConfigError(f"Config key {full_key!r} in {source} must be a mapping, got {value!r}.")
-                current._merge_dict(value, source, prefix=f"{full_key}.")
+                current._merge_dict(value, source, aliased, prefix=f"{full_key}.")
             else:
                 self._set_checked(key, value, full_key, source)
 
@@ -143,6 +162,33 @@ class CfgNode(_FvcoreCfgNode):
 
 
 _MISMATCH = object()
+
+
+def _resolve_alias(full_key: str, aliased: set) -> str:
+    """``full_key`` with a deprecated prefix (:data:`DEPRECATED_ALIASES`) replaced by its new name; the old prefix
+    is added to ``aliased`` (for one warning per source, :func:`_warn_aliases`)."""
+    for old, new in DEPRECATED_ALIASES.items():
+        if full_key == old or full_key.startswith(old + "."):
+            aliased.add(old)
+            return new + full_key[len(old):]
+    return full_key
+
+
+def _warn_aliases(aliased: set, source: str) -> None:
+    for old in sorted(aliased):
+        logger.warning("%s uses the deprecated key prefix %s (RankSeg's old name MLSeg): read as %s.", source, old,
+                       DEPRECATED_ALIASES[old])
+
+
+def _full_keys(node: _FvcoreCfgNode, prefix: str = "") -> List[str]:
+    """Every leaf key below ``node`` as a dotted path relative to it."""
+    keys = []
+    for key, value in node.items():
+        if isinstance(value, _FvcoreCfgNode):
+            keys.extend(_full_keys(value, f"{prefix}{key}."))
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def _decode(value: Any) -> Any:

@@ -112,9 +112,9 @@ class HungarianMatcher(nn.Module):
         indices = []
         for b in range(logits.shape[0]):
             labels = targets[b]["labels"]
-            if labels.numel() == 0 or (self.cost_mask == 0 and self.cost_dice == 0):
-                if draws_points:
-                    torch.rand(1, self.num_points, 2, device=masks.device)  # the draw upstream makes
+            skips_mask_costs = labels.numel() == 0 or (self.cost_mask == 0 and self.cost_dice == 0)
+            if draws_points and skips_mask_costs:
+                torch.rand(1, self.num_points, 2, device=masks.device)  # the draw upstream makes
             if labels.numel() == 0:
                 empty = torch.empty(0, dtype=torch.int64)
                 indices.append((empty, empty.clone()))

@@ -61,6 +61,40 @@ def test_unknown_key_names_key_and_file(tmp_path):
         get_cfg().merge_from_file(str(path))
 
 
+def test_unknown_key_suggests_the_closest_valid_keys(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("SOLVER:\n  BASE_LRR: 0.1\n")
+    with pytest.raises(ConfigError, match=r"'SOLVER\.BASE_LRR' in .*typo\.yaml\. Did you mean 'SOLVER\.BASE_LR'"):
+        get_cfg().merge_from_file(str(path))
+    with pytest.raises(ConfigError, match=r"Did you mean 'MODEL\.RANKSEG\.TOPK'"):
+        get_cfg().merge_from_list(["MODEL.RANKSEG.TOPKK", "3"])
+    with pytest.raises(ConfigError, match=r"get_cfg\(\)"):  # nothing close: where to look instead
+        get_cfg().merge_from_file(_write(tmp_path / "far.yaml", "XYZZY_QUUX: 3\n"))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_mlseg_is_a_deprecated_alias_of_rankseg(tmp_path, caplog):
+    """RankSeg's old name: upstream's VSPW Swin-B -gt file writes MODEL.MLSEG.USE_GT; files and overrides read
+    MODEL.MLSEG.* as MODEL.RANKSEG.*, with one warning per source."""
+    path = _write(tmp_path / "old.yaml", "MODEL:\n  MLSEG:\n    FLAG: True\n    TOPK: 7\n")
+    cfg = get_cfg()
+    with caplog.at_level("WARNING", logger="mask2former_rankseg.config"):
+        cfg.merge_from_file(path)
+        cfg.merge_from_list(["MODEL.MLSEG.USE_GT", "True", "MODEL.MLSEG.LOSS_WEIGHT", "3.0"])
+    assert (cfg.MODEL.RANKSEG.FLAG, cfg.MODEL.RANKSEG.TOPK, cfg.MODEL.RANKSEG.USE_GT) == (True, 7, True)
+    assert cfg.MODEL.RANKSEG.LOSS_WEIGHT == 3.0 and "MLSEG" not in cfg.MODEL
+    warnings = [r.getMessage() for r in caplog.records if "MODEL.MLSEG" in r.getMessage()]
+    assert len(warnings) == 2 and "old.yaml" in warnings[0] and "command-line" in warnings[1]
+    vspw = get_cfg()
+    vspw.merge_from_file(str(CONFIG_ROOT / "vspw/swin/video_maskformer2_swin_base_IN21k_384_bs16_8ep-gt.yaml"))
+    assert vspw.MODEL.RANKSEG.USE_GT
+    assert "MLSEG:" in (CONFIG_ROOT / "vspw/swin/video_maskformer2_swin_base_IN21k_384_bs16_8ep-gt.yaml").read_text()
+
+
 def test_type_mismatch_is_reported(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("SOLVER:\n  MAX_ITER: [1, 2]\n")
