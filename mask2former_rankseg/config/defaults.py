@@ -378,6 +378,9 @@ def add_package_config(cfg: CN) -> None:
     inference on a whole video (the transformer decoder still sees every frame; <= 0: all frames in one pass,
     as upstream).
 
+    ``MODEL.MASK_FORMER.TRACK_CLASS_FROM_LAST_FRAME``: upstream's video training targets, in which a track absent
+    from the clip's last sampled frame is "no object" (False, the default: it keeps its category).
+
     ``MODEL.RESNETS.CONTRACT_DILATION`` (``build_resnet_deeplab_backbone``): mmseg's ``contract_dilation``, the first
     block of a dilated stage (dilation d > 1) has dilation d // 2 (needs ``RES5_MULTI_GRID`` all ones); with it
     mmseg's ResNetV1c-D8 of RankSeg's per-pixel configs is expressible. False: detectron2 DeepLab's behaviour.
@@ -395,6 +398,7 @@ def add_package_config(cfg: CN) -> None:
     """
     cfg.MODEL.MASK_FORMER.MASK_LOSS = "point_sampled_bce"
     cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
+    cfg.MODEL.MASK_FORMER.TRACK_CLASS_FROM_LAST_FRAME = False
     cfg.MODEL.RESNETS.CONTRACT_DILATION = False
     cfg.INPUT.RESIZE = CN()
     cfg.INPUT.RESIZE.TYPE = "shortest_edge"

@@ -185,11 +185,12 @@ class SetCriterion(nn.Module):
         if labels is None or labels.numel() == 0:
             return
         low, top = (int(v) for v in torch.aminmax(labels))
-        if low < 0 or top >= num_columns - 1:
+        if low < 0 or top > num_columns - 1:
             raise ValueError(
                 f"SetCriterion: target labels span [{low}, {top}] but pred_logits has {num_columns} columns "
-                f"(labels must lie in [0, {num_columns - 2}], the last column is 'no object'). With RankSeg's "
-                "ranked logits, remap the targets first (rankseg.remap_targets)."
+                f"(labels must lie in [0, {num_columns - 1}], the last column is 'no object', a target trained as "
+                "such, as upstream's video targets can be). With RankSeg's ranked logits, remap the targets first "
+                "(rankseg.remap_targets)."
             )
 
 

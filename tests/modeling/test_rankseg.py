@@ -131,9 +131,12 @@ def test_select_topk_breaks_ties_by_lower_index():
 
 
 def test_remap_targets_rejects_labels_outside_the_class_space():
-    targets = [{"labels": torch.tensor([0, 5]), "masks": torch.zeros(2, 2, 2)}]
+    targets = [{"labels": torch.tensor([0, 6]), "masks": torch.zeros(2, 2, 2)}]
     with pytest.raises(ValueError, match="NUM_CLASSES"):
         remap_targets(targets, torch.tensor([[0, 1, 5]]), num_classes=5)
+    # label K is "no object": it goes to the selection's last column
+    no_object = [{"labels": torch.tensor([1, 5, 3]), "masks": torch.zeros(3, 2, 2)}]
+    assert remap_targets(no_object, torch.tensor([[1, 0, 5]]), num_classes=5)[0]["labels"].tolist() == [0, 2]
 
 
 def test_asymmetric_loss_focusing_weights_carry_gradient():

@@ -136,6 +136,32 @@ def test_clip_level_targets_and_present_categories(tiny_video_model_opts):
     assert torch.isfinite(losses["loss_ml"]) and losses["loss_ml"] > 0
 
 
+def test_upstreams_last_frame_track_classes_behind_a_key(tiny_video_model_opts):
+    """MODEL.MASK_FORMER.TRACK_CLASS_FROM_LAST_FRAME: a track absent from the clip's last frame is trained as "no
+    object" (label K, the ranked axis' last column) and left out of the multi-label target, as upstream's
+    prepare_targets does; by default it keeps its category."""
+    clip = moving_squares(3, classes=(5, 2, 7), absent={0: {2}, 2: {0, 1, 2}})  # track 0 absent from frame 2
+    k = 12
+    default = build_model(_cfg(YTVIS_RANKSEG, tiny_video_model_opts, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", k,
+                               "MODEL.RANKSEG.TOPK", k)).train()
+    assert default.prepare_targets([clip], (64, 64))[0]["labels"].tolist() == [5, 2]
+    upstream = build_model(_cfg(YTVIS_RANKSEG, tiny_video_model_opts, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", k,
+                                "MODEL.RANKSEG.TOPK", 4, "MODEL.MASK_FORMER.TRACK_CLASS_FROM_LAST_FRAME", True)).train()
+    targets = upstream.prepare_targets([clip], (64, 64))[0]
+    assert targets["labels"].tolist() == [k, 2]  # track 0 is "no object"; its masks are still trained
+    assert targets["masks"][0, :2].sum((1, 2)).tolist() == [256, 256]
+    seen = {}
+    upstream.ml_loss.register_forward_hook(lambda module, inputs, output: seen.setdefault("present", inputs[1]))
+    forward = upstream.criterion.forward
+    upstream.criterion.forward = lambda outputs, targets: (seen.setdefault("targets", targets), forward(outputs,
+                                                                                                       targets))[1]
+    losses = upstream([clip])
+    assert seen["present"][0].nonzero().flatten().tolist() == [2]  # not 5: left out of the multi-label target
+    ranked = seen["targets"][0]["labels"].tolist()
+    assert 4 in ranked  # "no object" is the ranked axis' last column (TOPK 4)
+    assert all(bool(torch.isfinite(v).all()) for v in losses.values())
+
+
 def test_rankseg_selects_per_clip_and_remaps_clip_targets(tiny_video_model_opts):
     model = build_model(_cfg(YTVIS_RANKSEG, tiny_video_model_opts, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 12,
                              "MODEL.RANKSEG.TOPK", 3)).train()

@@ -41,6 +41,10 @@ class VideoMaskFormer(MaskClassificationModel):
         window_size: frames per backbone/pixel-decoder pass at inference (``MODEL.MASK_FORMER.TEST.WINDOW_SIZE``;
             <= 0: all frames at once).
         test_topk_per_video: video instances returned per video (upstream: 10).
+        track_class_from_last_frame: upstream's training targets: a track absent from the clip's last sampled
+            frame is trained as "no object" (class K) and left out of the multi-label target, because upstream
+            takes the classes from the last frame, where its mapper wrote the "no object" class
+            (``MODEL.MASK_FORMER.TRACK_CLASS_FROM_LAST_FRAME``; default False: the track keeps its category).
         common: the keyword arguments of :class:`MaskClassificationModel` (backbone, head, criterion,
             normalisation, RankSeg's ``ml_*``; one ranking per clip).
     """
@@ -52,6 +56,7 @@ class VideoMaskFormer(MaskClassificationModel):
         semantic_on: bool = False,
         window_size: int = 0,
         test_topk_per_video: int = VIDEO_TOPK,
+        track_class_from_last_frame: bool = False,
         **common,
     ):
         super().__init__(**common)
@@ -62,6 +67,7 @@ class VideoMaskFormer(MaskClassificationModel):
         self.semantic_on = semantic_on
         self.window_size = window_size
         self.test_topk_per_video = test_topk_per_video
+        self.track_class_from_last_frame = track_class_from_last_frame
 
     @classmethod
     def from_config(cls, cfg) -> VideoMaskFormer:
@@ -70,6 +76,7 @@ class VideoMaskFormer(MaskClassificationModel):
             num_frames=cfg.INPUT.SAMPLING_FRAME_NUM,
             semantic_on=cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_ON,
             window_size=cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE,
+            track_class_from_last_frame=cfg.MODEL.MASK_FORMER.TRACK_CLASS_FROM_LAST_FRAME,
         )
 
     def forward(self, batched_inputs: List[Dict]) -> List[Dict] | Dict[str, torch.Tensor]:
@@ -134,11 +141,15 @@ class VideoMaskFormer(MaskClassificationModel):
     def prepare_targets(self, batched_inputs: List[Dict], padded_size: Tuple[int, int]
                         ) -> List[Dict[str, torch.Tensor]]:
         """Per clip: ``labels`` [N] and ``masks`` [N, T, Hpad, Wpad] (float, zero where a track is absent) of the
-        tracks present in at least one frame (``gt_ids`` != -1 somewhere; all tracks without ``gt_ids``)."""
+        tracks present in at least one frame (``gt_ids`` != -1 somewhere; all tracks without ``gt_ids``); with
+        ``track_class_from_last_frame``, label K ("no object") for those absent from the last frame."""
         targets = []
         for video in batched_inputs:
             labels, valid = clip_tracks(video)
             frames = video["instances"]
+            if self.track_class_from_last_frame and frames[-1].has("gt_ids"):
+                absent_last = frames[-1].gt_ids.to(labels.device)[valid] == -1
+                labels = torch.where(absent_last, torch.full_like(labels, self.num_classes), labels)
             masks = torch.zeros((len(labels), len(frames), *padded_size), dtype=torch.float32, device=self.device)
             for t, inst in enumerate(frames):
                 frame_masks = inst.gt_masks.to(self.device)[valid.to(self.device)]

@@ -83,12 +83,14 @@ def remap_targets(targets: Sequence[Dict[str, torch.Tensor]], topk_index: torch.
     """Express target labels as rank positions; drop segments whose category was not selected.
 
     Args:
-        targets: per image {"labels": [N] long, "masks": [N, H, W], ...}.
+        targets: per image {"labels": [N] long in [0, K] (K: a segment trained as "no object"), "masks": [N, H, W],
+            ...}.
         topk_index: [B, k+1] selection (last column "no object").
         num_classes: K.
     Returns:
-        new dicts with "labels" in [0, k) and the matching "masks" rows; other keys unchanged (the inputs
-        are not modified). Example: K=5, selection [3, 1, 5]: labels [1, 3, 4] -> [1, 0] (class 4 dropped).
+        new dicts with "labels" in [0, k] and the matching "masks" rows; other keys unchanged (the inputs
+        are not modified). Example: K=5, selection [3, 1, 5]: labels [1, 3, 4, 5] -> [1, 0, 2] (class 4 dropped,
+        "no object" at rank position k).
     """
     b, width = topk_index.shape
     if len(targets) != b:
@@ -96,9 +98,9 @@ def remap_targets(targets: Sequence[Dict[str, torch.Tensor]], topk_index: torch.
     labels = torch.cat([t["labels"].reshape(-1) for t in targets]) if b else topk_index.new_zeros(0)
     if labels.numel():
         low, top = (int(v) for v in torch.aminmax(labels))
-        if low < 0 or top >= num_classes:
+        if low < 0 or top > num_classes:
             raise ValueError(
-                f"remap_targets: target labels span [{low}, {top}], outside [0, {num_classes - 1}] "
+                f"remap_targets: target labels span [{low}, {top}], outside [0, {num_classes}] "
                 f"(num_classes={num_classes}); check MODEL.SEM_SEG_HEAD.NUM_CLASSES and the dataset's labels."
             )
     inverse = topk_index.new_full((b, num_classes + 1), -1)
