@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..utils import comm
-from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
+from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter, tensorboard_available
 from .defaults import capture_rng_state, restore_rng_state
 
 __all__ = [
@@ -180,6 +180,12 @@ class PeriodicWriter(HookBase):
 
 
 def default_writers(output_dir: str, max_iter: int) -> List[EventWriter]:
-    """Console printer, ``output_dir/metrics.json`` and TensorBoard event files in ``output_dir``."""
-    return [CommonMetricPrinter(max_iter), JSONWriter(Path(output_dir) / "metrics.json"),
-            TensorboardXWriter(output_dir)]
+    """Console printer, ``output_dir/metrics.json`` and, when the ``tensorboard`` extra is installed, TensorBoard
+    event files in ``output_dir`` (without it, a log line says how to get them)."""
+    writers: List[EventWriter] = [CommonMetricPrinter(max_iter), JSONWriter(Path(output_dir) / "metrics.json")]
+    if tensorboard_available():
+        writers.append(TensorboardXWriter(output_dir))
+    else:
+        logger.info("TensorBoard event files are not written: `pip install tensorboard` (the package's "
+                    "'tensorboard' extra) to get them; metrics.json has the same scalars.")
+    return writers

@@ -3,8 +3,9 @@
 from typing import Callable, Optional
 
 import torch
-from fvcore.nn.weight_init import c2_msra_fill, c2_xavier_fill
 from torch import nn
+
+from .weight_init import c2_msra_fill, c2_xavier_fill
 
 __all__ = ["Conv2d", "c2_msra_fill", "c2_xavier_fill"]
 

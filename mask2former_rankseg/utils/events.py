@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.util
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ __all__ = [
     "HistoryBuffer",
     "JSONWriter",
     "TensorboardXWriter",
+    "tensorboard_available",
     "get_event_storage",
 ]
 
@@ -179,8 +181,14 @@ class JSONWriter(EventWriter):
             self._file.close()
 
 
+def tensorboard_available() -> bool:
+    """Whether the ``tensorboard`` package (the ``tensorboard`` extra) is installed."""
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 class TensorboardXWriter(EventWriter):
-    """Scalars to TensorBoard event files (``events.out.tfevents.*``) in ``log_dir``."""
+    """Scalars to TensorBoard event files (``events.out.tfevents.*``) in ``log_dir``; needs the ``tensorboard``
+    package (``pip install "mask2former_rankseg[tensorboard]"``)."""
 
     def __init__(self, log_dir: str | Path, window_size: int = 20, **kwargs):
         from torch.utils.tensorboard import SummaryWriter  # heavy (about 1 s): imported only when events are written

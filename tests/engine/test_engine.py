@@ -23,9 +23,11 @@ from mask2former_rankseg.engine import (
     clip_gradients,
     default_argument_parser,
     default_setup,
+    hooks,
     launch,
 )
 from mask2former_rankseg.evaluation import DatasetEvaluator
+from mask2former_rankseg.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 
 # --------------------------------------------------------------------------------------------------
 # a toy regression task registered like a real dataset
@@ -504,3 +506,20 @@ def test_train_net_setup_merges_validates_and_saves_the_config(tmp_path, restore
     bad = default_argument_parser().parse_args(["--config-file", str(config), "MODEL.RANKSEG.TOPK", "1000"])
     with pytest.raises(ConfigError, match="TOPK=1000"):
         train_net.setup(bad)
+
+
+def test_tensorboard_is_an_optional_extra(tmp_path, monkeypatch, caplog):
+    """With the tensorboard package the default writers include event files; without it, a log line says how to
+    get them and training keeps the console and metrics.json writers."""
+    monkeypatch.setattr(hooks, "tensorboard_available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="mask2former_rankseg.engine.hooks"):
+        writers = hooks.default_writers(str(tmp_path), max_iter=10)
+    assert [type(w) for w in writers] == [CommonMetricPrinter, JSONWriter]
+    assert any("pip install tensorboard" in r.getMessage() for r in caplog.records)
+    for w in writers:
+        w.close()
+    monkeypatch.setattr(hooks, "tensorboard_available", lambda: True)
+    writers = hooks.default_writers(str(tmp_path / "tb"), max_iter=10)
+    assert isinstance(writers[-1], TensorboardXWriter)
+    for w in writers:
+        w.close()
