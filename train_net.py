@@ -21,6 +21,7 @@ from mask2former_rankseg.engine import (
     default_argument_parser,
     default_setup,
     launch,
+    warn_if_random_weights,
 )
 from mask2former_rankseg.engine.defaults import verify_results
 from mask2former_rankseg.evaluation import format_results_table
@@ -59,6 +60,7 @@ def main(args):
     start = time.perf_counter()
     cfg = setup(args)
     if args.eval_only:
+        warn_if_random_weights(cfg, getattr(args, "random_weights", False), "--random-weights")
         model = Trainer.build_model(cfg)
         Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
@@ -80,7 +82,11 @@ def main(args):
 
 
 def cli(argv=None) -> int:
-    args = default_argument_parser().parse_args(argv)
+    parser = default_argument_parser()
+    args = parser.parse_args(argv)
+    if not args.config_file:
+        parser.error("the following arguments are required: --config-file (e.g. --config-file "
+                     "configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml)")
     try:
         # read the config here first: a bad one fails before any process starts, and MODEL.DEVICE picks
         # the process-group backend (NCCL for CUDA, Gloo for CPU workers)

@@ -2,7 +2,8 @@
 """Look at a model's predictions on images, folders, a video or a webcam (upstream Mask2Former's flags).
 
     python demo/demo.py --config-file CONFIG (--input PATH|GLOB|DIR ... | --video-input FILE | --webcam)
-                        [--output FILE_OR_DIR] [--confidence-threshold T] [--save-json] [--opts KEY VALUE ...]
+                        [--output FILE_OR_DIR] [--confidence-threshold T] [--save-json] [--no-ranking-panel]
+                        [--random-weights] [--opts KEY VALUE ...]
 
 Without ``--output`` the results are shown in a window (needs an OpenCV build with GUI support). Image models
 run on videos frame by frame; clip-level video models (``VideoMaskFormer``) run on the whole clip at once.
@@ -37,6 +38,7 @@ from mask2former_rankseg.engine import (  # noqa: E402
     VideoPredictor,
     check_model_available,
     is_video_config,
+    warn_if_random_weights,
 )
 from mask2former_rankseg.modeling import validate_model_config  # noqa: E402
 from mask2former_rankseg.utils.file_io import AtomicPath  # noqa: E402
@@ -92,6 +94,11 @@ def get_parser() -> argparse.ArgumentParser:
                         help="Also write the predictions in machine-readable form next to the visualizations: "
                         "<name>.json, the semantic label map <name>_sem_seg.png, the panoptic PNG "
                         "<name>_panoptic.png; instances as COCO RLEs in the JSON.")
+    parser.add_argument("--no-ranking-panel", action="store_true",
+                        help="Do not append RankSeg's ranking panel: overlays keep the input's size.")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="Run without MODEL.WEIGHTS (a randomly initialised model) without the warning that "
+                        "its predictions are meaningless, e.g. to test the pipeline.")
     parser.add_argument("--opts", help="Modify config options using the command-line 'KEY VALUE' pairs",
                         default=[], nargs=argparse.REMAINDER)
     return parser
@@ -291,13 +298,17 @@ class Demo:
         metadata = MetadataCatalog.get(dataset) if dataset else None
         self.palette = ClassPalette.from_metadata(metadata, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
         self.video_model = is_video_config(cfg)
+        self.ranking_panel = not args.no_ranking_panel
         check_model_available(cfg)
-        self.predictor = VideoPredictor(cfg) if self.video_model else Predictor(cfg)
+        warn_if_random_weights(cfg, args.random_weights, "--random-weights")
+        runner = VideoPredictor if self.video_model else Predictor
+        self.predictor = runner(cfg, allow_random_weights=True)  # warned above, naming the demo's flag
         self.failures: List[str] = []
 
     # images ------------------------------------------------------------------------------------
-    def run_images(self, items: Sequence[str]) -> None:
-        files = expand_inputs(items, self.failures)
+    def run_images(self, files: Sequence[Path], failures: Sequence[str] = ()) -> None:
+        """Run on ``files`` (from :func:`expand_inputs`); ``failures``: the inputs that expanded to nothing."""
+        self.failures.extend(failures)
         for failure in self.failures:
             logger.error("%s", failure)
         if self.video_model:
@@ -312,7 +323,8 @@ class Demo:
             start = time.perf_counter()
             predictions = self.predictor(image, format="RGB")
             logger.info("%s: %s in %.2fs", path, summarize(predictions, self.threshold), time.perf_counter() - start)
-            overlay = draw_predictions(image, predictions, self.palette, confidence_threshold=self.threshold)
+            overlay = draw_predictions(image, predictions, self.palette, confidence_threshold=self.threshold,
+                                       ranking_panel=self.ranking_panel)
             if window is not None:
                 if not window.show(overlay, 0):
                     break
@@ -390,7 +402,7 @@ class Demo:
             predictions = self.predictor(frame_bgr, format="BGR")
             frame = np.ascontiguousarray(frame_bgr[:, :, ::-1])
             overlay = draw_predictions(frame, predictions, self.palette, confidence_threshold=self.threshold,
-                                       tracker=tracker)
+                                       tracker=tracker, ranking_panel=self.ranking_panel)
             if self.args.save_json and not outputs.show:
                 save_predictions(predictions, outputs.dir / f"{stem}_predictions", f"{stem}_{t:06d}",
                                  class_names=self.palette.names, confidence_threshold=self.threshold,
@@ -433,12 +445,23 @@ class Demo:
         present = clip_present_classes(clip_output, self.threshold)
         for t, frame in enumerate(tqdm.tqdm(frames, desc="drawing", unit="frame", dynamic_ncols=True)):
             overlay = draw_clip_frame(frame, clip_output, t, self.palette, confidence_threshold=self.threshold,
-                                      present=present)
+                                      present=present, ranking_panel=self.ranking_panel)
             if not write_frame(t, overlay):
                 break
         if self.args.save_json and not outputs.show:
             save_clip_predictions(clip_output, outputs.dir, stem, class_names=self.palette.names,
                                   confidence_threshold=self.threshold, frame_names=frame_names)
+
+
+def check_inputs(args: argparse.Namespace) -> Tuple[List[Path], List[str]]:
+    """Checked before the model is loaded: the images of ``--input`` and the items that gave none (or a missing
+    ``--video-input`` file). Nothing to run on (no image, no video file) means no model is loaded at all."""
+    failures: List[str] = []
+    if args.input:
+        return expand_inputs(args.input, failures), failures
+    if args.video_input and not os.path.isfile(os.path.expanduser(args.video_input)):
+        failures.append(f"Cannot read video {args.video_input}: no such file.")
+    return [], failures
 
 
 def _write_overlay(path: Path, overlay_rgb: np.ndarray) -> None:
@@ -454,9 +477,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logger(name="mask2former_rankseg")
     logger.info("Arguments: %s", args)
     try:
-        demo = Demo(setup_cfg(args), args)
+        cfg = setup_cfg(args)
+        files, failures = check_inputs(args)  # before the model is built and loaded
+        if failures and not files and not args.webcam:
+            print(f"error: nothing to run on; {len(failures)} input(s) failed:\n  " + "\n  ".join(failures),
+                  file=sys.stderr)
+            return EXIT_INPUT_FAILED
+        demo = Demo(cfg, args)
         if args.input:
-            demo.run_images(args.input)
+            demo.run_images(files, failures)
         elif args.video_input:
             demo.run_video(args.video_input)
         else:

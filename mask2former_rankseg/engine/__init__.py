@@ -10,6 +10,7 @@ from .defaults import (
     resolve_device,
     seed_all_rng,
     verify_results,
+    warn_if_random_weights,
 )
 from .hooks import EvalHook, HookBase, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .launch import backend_for_device, launch
@@ -57,6 +58,7 @@ __all__ = [
     "is_video_config",
     "launch",
     "resolve_device",
+    "warn_if_random_weights",
     "seed_all_rng",
     "verify_results",
 ]

@@ -60,6 +60,21 @@ SOLVER.IMS_PER_BATCH is the batch of one iteration over all processes.
 """
 
 
+RANDOM_WEIGHTS_WARNING = (
+    "MODEL.WEIGHTS is empty: the model is RANDOMLY INITIALISED and its predictions and scores are MEANINGLESS. Give "
+    "a checkpoint (MODEL.WEIGHTS path/to/model_final.pth), or pass {flag} if random weights are what you want."
+)
+
+
+def warn_if_random_weights(cfg, allowed: bool, flag: str) -> bool:
+    """Log :data:`RANDOM_WEIGHTS_WARNING` (naming ``flag``, the option that silences it) when ``cfg.MODEL.WEIGHTS``
+    is empty and random weights were not ``allowed``; returns whether it warned."""
+    if cfg.MODEL.WEIGHTS or allowed:
+        return False
+    logger.warning("%s", RANDOM_WEIGHTS_WARNING.format(flag=flag))
+    return True
+
+
 def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """detectron2's training command line: ``--config-file``, ``--eval-only``, ``--resume``,
     ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url`` and trailing ``KEY VALUE``
@@ -69,6 +84,9 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last_checkpoint if it exists (else start from MODEL.WEIGHTS)")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate the model (MODEL.WEIGHTS)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="with --eval-only and no MODEL.WEIGHTS: evaluate the randomly initialised model "
+                             "without the warning that its results are meaningless (for testing the pipeline)")
     parser.add_argument("--num-gpus", type=int, default=1,
                         help="processes per machine: one per GPU, or CPU worker processes without CUDA")
     parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")

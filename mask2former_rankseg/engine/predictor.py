@@ -21,7 +21,7 @@ from ..config import ConfigError
 from ..data.transforms import ResizeShortestEdge
 from ..modeling import META_ARCH_REGISTRY, build_model
 from .checkpoint import Checkpointer
-from .defaults import resolve_device
+from .defaults import resolve_device, warn_if_random_weights
 
 __all__ = ["ModelUnavailableError", "Predictor", "VIDEO_META_ARCHITECTURES", "VideoPredictor",
            "check_model_available", "is_video_config"]
@@ -62,9 +62,11 @@ class _ModelRunner:
         cfg: the config.
         model: an already built (and loaded) model to use instead of building one from ``cfg``; its weights
             are left as they are.
+        allow_random_weights: build from ``cfg`` with an empty ``MODEL.WEIGHTS`` without the loud warning that
+            the randomly initialised model's predictions are meaningless.
     """
 
-    def __init__(self, cfg, model: Optional[nn.Module] = None):
+    def __init__(self, cfg, model: Optional[nn.Module] = None, allow_random_weights: bool = False):
         if cfg.MODEL.RANKSEG.USE_GT:
             raise ConfigError("MODEL.RANKSEG.USE_GT=True is the ground-truth oracle, which needs annotations; a "
                              "predictor runs on plain images. Set MODEL.RANKSEG.USE_GT False (or use a config "
@@ -76,6 +78,7 @@ class _ModelRunner:
         self.input_format = cfg.INPUT.FORMAT
         if model is None:
             check_model_available(cfg)
+            warn_if_random_weights(cfg, allow_random_weights, "allow_random_weights=True")
             model = build_model(self.cfg)
             Checkpointer(model).load(cfg.MODEL.WEIGHTS, checkpointables=[])
         self.device = resolve_device(cfg.MODEL.DEVICE)
@@ -115,11 +118,11 @@ class Predictor(_ModelRunner):
       first}``.
     """
 
-    def __init__(self, cfg, model: Optional[nn.Module] = None):
+    def __init__(self, cfg, model: Optional[nn.Module] = None, allow_random_weights: bool = False):
         if is_video_config(cfg):
             raise ConfigError(f"MODEL.META_ARCHITECTURE={cfg.MODEL.META_ARCHITECTURE!r} is a video model; use "
                              "VideoPredictor, which takes a clip of frames.")
-        super().__init__(cfg, model)
+        super().__init__(cfg, model, allow_random_weights)
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, format: Optional[str] = None) -> Dict[str, Any]:
@@ -143,11 +146,11 @@ class VideoPredictor(_ModelRunner):
     * ``multilabel`` (RankSeg): as for images, for the whole clip.
     """
 
-    def __init__(self, cfg, model: Optional[nn.Module] = None):
+    def __init__(self, cfg, model: Optional[nn.Module] = None, allow_random_weights: bool = False):
         if not is_video_config(cfg):
             raise ConfigError(f"MODEL.META_ARCHITECTURE={cfg.MODEL.META_ARCHITECTURE!r} is an image model; use "
                              "Predictor.")
-        super().__init__(cfg, model)
+        super().__init__(cfg, model, allow_random_weights)
 
     @torch.no_grad()
     def __call__(self, frames: Sequence[np.ndarray], format: Optional[str] = None) -> Dict[str, Any]:

@@ -391,13 +391,15 @@ class Visualizer:
 # --------------------------------------------------------------------------------------------------
 def draw_predictions(image: np.ndarray, predictions: Mapping[str, Any], palette: ClassPalette, *,
                      confidence_threshold: float = 0.5, tracker: Optional[InstanceTracker] = None,
-                     alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+                     alpha: float = DEFAULT_ALPHA, ranking_panel: bool = True) -> np.ndarray:
     """Draw an image model's output dict on ``image`` (RGB uint8 [H, W, 3]), as upstream's demo chooses:
     the panoptic segmentation when there is one, else the semantic map and the instances with score >=
     ``confidence_threshold``; then the RankSeg panel when the model has a multi-label head.
 
     Args:
         tracker: for video frames: keeps the colours of things/instances from frame to frame.
+        ranking_panel: append the RankSeg panel when there is a ``multilabel`` output (False: the overlay keeps
+            the image's size).
     Returns:
         RGB uint8 [H, W(+panel), 3].
     """
@@ -420,7 +422,7 @@ def draw_predictions(image: np.ndarray, predictions: Mapping[str, Any], palette:
             kept = confident_instances(predictions["instances"], confidence_threshold)
             identities = tracker.assign(kept.masks, kept.classes) if tracker is not None else None
             vis.draw_instances(kept.masks, kept.classes, kept.scores, identities)
-    if "multilabel" in predictions:
+    if ranking_panel and "multilabel" in predictions:
         vis.draw_rankseg_panel(predictions["multilabel"])
     return vis.get_image()
 
@@ -436,12 +438,12 @@ def clip_present_classes(clip_output: Mapping[str, Any], confidence_threshold: f
 
 def draw_clip_frame(frame: np.ndarray, clip_output: Mapping[str, Any], t: int, palette: ClassPalette, *,
                     confidence_threshold: float = 0.5, present: Optional[Set[int]] = None,
-                    alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+                    alpha: float = DEFAULT_ALPHA, ranking_panel: bool = True) -> np.ndarray:
     """Draw frame ``t`` of a clip (video) model's output on ``frame`` (RGB uint8 [H, W, 3]).
 
     The clip output holds ``pred_scores`` [N], ``pred_labels`` [N], ``pred_masks`` (N bool [T, H, W]), optional
     ``sem_seg_labels`` [T, H, W] and ``multilabel``. Track ``i`` keeps identity ``i`` (so its colour) in every
-    frame; the RankSeg panel marks the classes of the whole clip (``present``, default
+    frame; the RankSeg panel (``ranking_panel``) marks the classes of the whole clip (``present``, default
     :func:`clip_present_classes`).
     """
     vis = Visualizer(frame, palette, alpha)
@@ -452,7 +454,7 @@ def draw_clip_frame(frame: np.ndarray, clip_output: Mapping[str, Any], t: int, p
         masks = np.stack([to_numpy(clip_output["pred_masks"][i][t]).astype(bool) for i in tracks])
         vis.draw_instances(masks, [int(clip_output["pred_labels"][i]) for i in tracks],
                            [float(clip_output["pred_scores"][i]) for i in tracks], identities=tracks)
-    if "multilabel" in clip_output:
+    if ranking_panel and "multilabel" in clip_output:
         if present is None:
             present = clip_present_classes(clip_output, confidence_threshold)
         vis.draw_rankseg_panel(clip_output["multilabel"], present)

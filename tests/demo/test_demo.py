@@ -298,7 +298,7 @@ class _StubVideoPredictor:
 
     calls = []
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, allow_random_weights=False):
         self.cfg = cfg
 
     def __call__(self, frames, format=None):
@@ -371,3 +371,39 @@ def test_bad_command_lines_exit_with_status_2(demo, capsys, argv, message):
 def test_missing_config_file_is_a_usage_error(demo, capsys, tmp_path):
     assert demo.main(["--config-file", str(tmp_path / "nope.yaml"), "--webcam"]) == demo.EXIT_USAGE
     assert "nope.yaml does not exist" in capsys.readouterr().err
+
+
+def test_no_ranking_panel_keeps_the_input_size(demo, tiny_model_opts, tmp_path):
+    image = _write_image(tmp_path / "a.png", 40, 56)
+    out = tmp_path / "out"
+    assert _run(demo, SYNTHETIC_RANKSEG, tiny_model_opts, "--input", image, "--output", out) == 0
+    assert cv2.imread(str(out / "a.png")).shape == (40, 56 + rankseg_panel_width(40, 56), 3)
+    bare = tmp_path / "bare"
+    assert _run(demo, SYNTHETIC_RANKSEG, tiny_model_opts, "--input", image, "--output", bare,
+                "--no-ranking-panel") == 0
+    assert cv2.imread(str(bare / "a.png")).shape == (40, 56, 3)
+
+
+def test_inputs_are_checked_before_the_model_is_loaded(demo, tiny_model_opts, tmp_path, monkeypatch, capsys):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(demo, "Predictor", no_model)
+    status = _run(demo, SYNTHETIC_RANKSEG, tiny_model_opts, "--input", tmp_path / "missing.png", "--output",
+                  tmp_path / "out")
+    assert status == demo.EXIT_INPUT_FAILED and "missing.png: no such file" in capsys.readouterr().err
+    status = _run(demo, SYNTHETIC_RANKSEG, tiny_model_opts, "--video-input", tmp_path / "none.mp4", "--output",
+                  tmp_path / "out")
+    assert status == demo.EXIT_INPUT_FAILED and "none.mp4: no such file" in capsys.readouterr().err
+
+
+def test_random_weights_warn_loudly_unless_asked_for(demo, tiny_model_opts, tmp_path, capfd):
+    image = _write_image(tmp_path / "a.png", 32, 32)
+    opts = [*tiny_model_opts, "MODEL.WEIGHTS", ""]
+    assert _run(demo, SYNTHETIC_RANKSEG, opts, "--input", image, "--output", tmp_path / "a") == 0
+    captured = capfd.readouterr()
+    logged = captured.out + captured.err
+    assert "RANDOMLY INITIALISED" in logged and "--random-weights" in logged
+    assert _run(demo, SYNTHETIC_RANKSEG, opts, "--input", image, "--output", tmp_path / "b", "--random-weights") == 0
+    captured = capfd.readouterr()
+    assert "RANDOMLY INITIALISED" not in captured.out + captured.err

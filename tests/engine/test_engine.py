@@ -25,6 +25,7 @@ from mask2former_rankseg.engine import (
     default_setup,
     hooks,
     launch,
+    warn_if_random_weights,
 )
 from mask2former_rankseg.evaluation import DatasetEvaluator
 from mask2former_rankseg.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
@@ -484,6 +485,26 @@ def test_cli_parser():
     defaults = default_argument_parser().parse_args(["--config-file", "c.yaml"])
     assert (defaults.num_gpus, defaults.num_machines, defaults.machine_rank) == (1, 1, 0)
     assert not defaults.eval_only and not defaults.resume and defaults.dist_url == "auto" and defaults.opts == []
+
+
+def test_train_net_without_a_config_file_is_a_usage_error(train_net, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_net.cli([])
+    assert exit_info.value.code == 2 and "--config-file" in capsys.readouterr().err
+
+
+def test_eval_only_without_weights_warns_loudly_unless_asked_for(caplog):
+    cfg = get_cfg()
+    assert cfg.MODEL.WEIGHTS == ""
+    with caplog.at_level(logging.WARNING, logger="mask2former_rankseg.engine.defaults"):
+        assert warn_if_random_weights(cfg, False, "--random-weights")
+        assert not warn_if_random_weights(cfg, True, "--random-weights")
+        cfg.MODEL.WEIGHTS = "model_final.pth"
+        assert not warn_if_random_weights(cfg, False, "--random-weights")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "RANDOMLY INITIALISED" in messages[0] and "--random-weights" in messages[0]
+    assert default_argument_parser().parse_args(["--config-file", "c.yaml", "--eval-only", "--random-weights"]
+                                                ).random_weights
 
 
 def test_train_net_setup_merges_validates_and_saves_the_config(tmp_path, restore_package_logger):
