@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 logger = logging.getLogger("mask2former_rankseg.setup")
 ROOT = Path(__file__).resolve().parent
@@ -98,8 +99,26 @@ def _extension_setup() -> dict:
     return {"ext_modules": [extension], "cmdclass": {"build_ext": OptionalBuildExtension}}
 
 
+class BuildPyWithConfigs(build_py):
+    """``build_py`` that also copies the repository's ``configs/`` tree into the built package as
+    ``mask2former_rankseg/configs/`` (the wheel's configs, found by name through ``config.shipped``); an editable
+    install reads the repository's own tree instead."""
+
+    def run(self):
+        super().run()
+        if self.editable_mode:
+            return
+        target = Path(self.build_lib) / "mask2former_rankseg" / "configs"
+        for source in sorted((ROOT / "configs").rglob("*.yaml")):
+            destination = target / source.relative_to(ROOT / "configs")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, destination)
+
+
+extension = _extension_setup()
 setup(
     packages=find_packages(include=["mask2former_rankseg", "mask2former_rankseg.*"]),
     include_package_data=True,
-    **_extension_setup(),
+    ext_modules=extension.get("ext_modules", []),
+    cmdclass={"build_py": BuildPyWithConfigs, **extension.get("cmdclass", {})},
 )

@@ -1,103 +1,21 @@
 #!/usr/bin/env python
-"""Train and evaluate Mask2Former (+ RankSeg) with detectron2's command line.
+"""Train and evaluate Mask2Former (+ RankSeg) with detectron2's command line, from a source checkout; the
+installed package has the same program as the ``mask2former-rankseg-train`` command.
 
     python train_net.py --config-file CONFIG [--eval-only] [--resume] [--num-gpus N] [--num-machines M]
                         [--machine-rank R] [--dist-url URL] [KEY VALUE ...]
+
+CONFIG is a path, or the name of a shipped config (its path below ``configs/``).
 """
 
-from __future__ import annotations
-
-import logging
 import sys
-import time
+from pathlib import Path
 
-from mask2former_rankseg.config import ConfigError, get_cfg
-from mask2former_rankseg.engine import (
-    Checkpointer,
-    CheckpointError,
-    OutputDirError,
-    Trainer,
-    backend_for_device,
-    default_argument_parser,
-    default_setup,
-    launch,
-    warn_if_random_weights,
-)
-from mask2former_rankseg.engine.defaults import verify_results
-from mask2former_rankseg.evaluation import format_results_table
-from mask2former_rankseg.modeling import validate_model_config
-from mask2former_rankseg.utils import comm
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a source checkout runs without installing
 
-logger = logging.getLogger("mask2former_rankseg")
-
-
-def load_config(args):
-    """The merged (``--config-file``, then ``KEY VALUE`` overrides), validated and frozen config."""
-    cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
-    validate_model_config(cfg)
-    cfg.freeze()
-    return cfg
-
-
-def setup(args):
-    """:func:`load_config`, then the output directory, logging and seeds (:func:`default_setup`)."""
-    cfg = load_config(args)
-    default_setup(cfg, args)
-    return cfg
-
-
-def _print_results(results, title: str) -> None:
-    if not comm.is_main_process() or not results:
-        return
-    print(f"\n{title}")
-    print(format_results_table(results))
-
-
-def main(args):
-    start = time.perf_counter()
-    cfg = setup(args)
-    if args.eval_only:
-        warn_if_random_weights(cfg, getattr(args, "random_weights", False), "--random-weights")
-        model = Trainer.build_model(cfg)
-        Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = Trainer.test(cfg, model)
-        if cfg.TEST.AUG.ENABLED:  # single-scale above, multi-scale + flip (tasks "<task>_TTA") here
-            results.update(Trainer.test_with_TTA(cfg, model))
-        _print_results(results, "Evaluation results")
-    else:
-        if cfg.TEST.AUG.ENABLED:
-            logger.info("TEST.AUG.ENABLED: the multi-scale + flip evaluation runs with --eval-only (as in "
-                        "Mask2Former's train_net); evaluations during training are single-scale.")
-        trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=args.resume)
-        results = trainer.train()
-        _print_results(results, "Final evaluation results")
-    logger.info("Total wall time: %.1f s", time.perf_counter() - start)
-    if comm.is_main_process() and results and not verify_results(cfg, results):
-        sys.exit(1)
-    return results
-
-
-def cli(argv=None) -> int:
-    parser = default_argument_parser()
-    args = parser.parse_args(argv)
-    if not args.config_file:
-        parser.error("the following arguments are required: --config-file (e.g. --config-file "
-                     "configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml)")
-    try:
-        # read the config here first: a bad one fails before any process starts, and MODEL.DEVICE picks
-        # the process-group backend (NCCL for CUDA, Gloo for CPU workers)
-        backend = backend_for_device(load_config(args).MODEL.DEVICE)
-        launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=(args,), backend=backend)
-    except (ConfigError, CheckpointError, OutputDirError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+from mask2former_rankseg.cli.entry import train  # noqa: E402
+from mask2former_rankseg.cli.train import cli, load_config, main, setup  # noqa: E402,F401  (detectron2's names)
+from mask2former_rankseg.engine import default_argument_parser  # noqa: E402,F401
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(train())

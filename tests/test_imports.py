@@ -17,6 +17,7 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("data",),
     ("modeling", "evaluation"),
     ("engine",),
+    ("cli",),
 )
 """Bottom to top: a part imports only from lower layers (or from within itself)."""
 

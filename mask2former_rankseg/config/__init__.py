@@ -10,6 +10,7 @@ from .defaults import (
     get_cfg,
 )
 from .safe_eval import UnsafeExpressionError, safe_eval
+from .shipped import find_shipped_config, list_shipped_configs, resolve_config_file
 from .validate import validate_config
 
 __all__ = [
@@ -26,4 +27,7 @@ __all__ = [
     "dump_config",
     "load_yaml_with_base",
     "safe_eval",
+    "find_shipped_config",
+    "list_shipped_configs",
+    "resolve_config_file",
 ]

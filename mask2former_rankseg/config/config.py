@@ -13,6 +13,7 @@ import yaml
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
 from .safe_eval import UnsafeExpressionError, safe_eval
+from .shipped import resolve_config_file
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +47,10 @@ def load_yaml_with_base(filename: str | Path) -> Dict[str, Any]:
 
     ``_BASE_`` paths are relative to the file that names them (or absolute / ``~``-prefixed).
     """
-    path = Path(filename).expanduser()
+    path = resolve_config_file(filename)
     if not path.is_file():
-        raise ConfigError(f"Config file {path} does not exist.")
+        raise ConfigError(f"Config file {path} does not exist (nor is it the name of a config shipped with the "
+                          "package, e.g. 'ade20k/semantic-segmentation/maskformer2_R50_bs16_160k-rankseg.yaml').")
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass

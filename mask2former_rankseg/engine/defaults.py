@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -19,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import dump_config
+from ..config.arguments import default_argument_parser
 from ..utils import comm
 from ..utils.file_io import atomic_write
 from ..utils.logger import setup_logger
@@ -37,29 +37,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_EPILOG = """Examples:
-
-Train on the embedded synthetic dataset (CPU, minutes):
-  $ python train_net.py --config-file configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml
-
-Continue an interrupted run from OUTPUT_DIR/last_checkpoint:
-  $ python train_net.py --config-file CONFIG --resume
-
-Evaluate weights:
-  $ python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS /path/to/model_final.pth
-
-Several GPUs (or, without CUDA, CPU worker processes), or two machines:
-  $ python train_net.py --config-file CONFIG --num-gpus 8
-  (machine 0) $ python train_net.py --config-file CONFIG --num-gpus 8 --num-machines 2 --machine-rank 0 \\
-                  --dist-url tcp://IP_OF_MACHINE0:PORT
-  (machine 1) $ python train_net.py --config-file CONFIG --num-gpus 8 --num-machines 2 --machine-rank 1 \\
-                  --dist-url tcp://IP_OF_MACHINE0:PORT
-  (CPU only)  $ python train_net.py --config-file CONFIG --num-gpus 4 MODEL.DEVICE cpu
-  (torchrun)  $ torchrun --nproc-per-node 8 train_net.py --config-file CONFIG
-SOLVER.IMS_PER_BATCH is the batch of one iteration over all processes.
-"""
-
-
 RANDOM_WEIGHTS_WARNING = (
     "MODEL.WEIGHTS is empty: the model is RANDOMLY INITIALISED and its predictions and scores are MEANINGLESS. Give "
     "a checkpoint (MODEL.WEIGHTS path/to/model_final.pth), or pass {flag} if random weights are what you want."
@@ -75,28 +52,6 @@ def warn_if_random_weights(cfg, allowed: bool, flag: str) -> bool:
     return True
 
 
-def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """detectron2's training command line: ``--config-file``, ``--eval-only``, ``--resume``,
-    ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url`` and trailing ``KEY VALUE``
-    config overrides (``opts``)."""
-    parser = argparse.ArgumentParser(epilog=epilog or _EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="", metavar="FILE", help="path to the config file")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR/last_checkpoint if it exists (else start from MODEL.WEIGHTS)")
-    parser.add_argument("--eval-only", action="store_true", help="only evaluate the model (MODEL.WEIGHTS)")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="with --eval-only and no MODEL.WEIGHTS: evaluate the randomly initialised model "
-                             "without the warning that its results are meaningless (for testing the pipeline)")
-    parser.add_argument("--num-gpus", type=int, default=1,
-                        help="processes per machine: one per GPU, or CPU worker processes without CUDA")
-    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
-    parser.add_argument("--machine-rank", type=int, default=0, help="rank of this machine (unique per machine)")
-    parser.add_argument("--dist-url", default="auto",
-                        help="initialisation URL of the process group, e.g. tcp://127.0.0.1:50152; 'auto' picks a "
-                             "free port on this machine (one machine only)")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                        help="config overrides as KEY VALUE pairs at the end, e.g. SOLVER.BASE_LR 0.001 OUTPUT_DIR out")
-    return parser
 
 
 class OutputDirError(RuntimeError):

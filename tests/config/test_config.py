@@ -4,7 +4,15 @@
 import pytest
 from helpers import REPO
 
-from mask2former_rankseg.config import ConfigError, dump_config, get_cfg, safe_eval, validate_config
+from mask2former_rankseg.config import (
+    ConfigError,
+    dump_config,
+    find_shipped_config,
+    get_cfg,
+    list_shipped_configs,
+    safe_eval,
+    validate_config,
+)
 from mask2former_rankseg.config.safe_eval import UnsafeExpressionError
 from mask2former_rankseg.modeling import validate_model_config
 
@@ -325,3 +333,21 @@ def test_rankseg_decoder_depth_depends_on_the_decoder():
     cfg.MODEL.MASK_FORMER.DEC_LAYERS = 3
     with pytest.raises(ConfigError, match="DEC_LAYERS >= 4"):
         validate_model_config(cfg)
+
+
+def test_shipped_configs_resolve_by_name(tmp_path, monkeypatch):
+    """--config-file / merge_from_file take a shipped config's name (its path below configs/, with or without
+    "configs/" and ".yaml") as well as a path; a name that is neither is one clear error."""
+    monkeypatch.chdir(tmp_path)  # not the repository: names must not depend on the working directory
+    names = list_shipped_configs()
+    assert "synthetic/maskformer2_R18_synthetic-rankseg.yaml" in names and len(names) == len(CONFIGS)
+    expected = CONFIG_ROOT / "synthetic" / "maskformer2_R18_synthetic-rankseg.yaml"
+    for name in ("synthetic/maskformer2_R18_synthetic-rankseg.yaml", "synthetic/maskformer2_R18_synthetic-rankseg",
+                 "configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml"):
+        assert find_shipped_config(name) == expected
+    cfg = get_cfg()
+    cfg.merge_from_file("ade20k/semantic-segmentation/maskformer2_R50_bs16_160k-rankseg")  # with its _BASE_ chain
+    assert cfg.MODEL.RANKSEG.FLAG and cfg.MODEL.RANKSEG.TOPK == 150 and cfg.DATASETS.TRAIN == ("ade20k_sem_seg_train",)
+    with pytest.raises(ConfigError, match="nor is it the name of a config shipped"):
+        get_cfg().merge_from_file("ade20k/no-such-config.yaml")
+

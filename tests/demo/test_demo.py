@@ -1,7 +1,6 @@
 """demo/demo.py end to end with a tiny randomly initialised model: images, a folder, globs, a video, a webcam
 (stood in for by a video file), clip-level video models (a stub), bad inputs and exit statuses."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 import torch
 from helpers import REPO, SYNTHETIC_DEEPLAB_RANKSEG_CONFIG
 
+from mask2former_rankseg.cli import demo as demo_program
 from mask2former_rankseg.utils.visualizer import rankseg_panel_width
 
 SYNTHETIC_RANKSEG = REPO / "configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml"
@@ -27,10 +27,8 @@ def _restore_logger(restore_package_logger):
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("demo_cli", REPO / "demo" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The demo program (``demo/demo.py`` and ``mask2former-rankseg-demo`` run it)."""
+    return demo_program
 
 
 def _write_image(path, height, width, seed=0):
