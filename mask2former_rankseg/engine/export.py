@@ -43,10 +43,11 @@ __all__ = ["EXPORT_FORMATS", "ExportWrapper", "export_onnx", "export_program", "
            "results_from_raw", "ONNX_OPSET"]
 
 EXPORT_FORMATS = ("onnx", "exported-program")
-ONNX_OPSET = 17
+ONNX_OPSET = 18
+"""ONNX opset of the exported graphs (``GridSample`` needs >= 16; 18 is the lowest the dynamo exporter writes
+without converting)."""
 CONSTANT_SHAPE_ELEMENTS = 64
 """Tensors of up to this many elements keep their values during ``torch.export`` (:func:`_constant_level_shapes`)."""
-"""ONNX opset of the exported graphs (``GridSample`` needs >= 16; ``LayerNormalization`` is native from 17)."""
 
 
 def _padded(image: torch.Tensor, size_divisibility: int) -> torch.Tensor:
@@ -67,7 +68,8 @@ class ExportWrapper(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model.eval()
+        self.model = model
+        self.eval()
 
     @property
     def rankseg(self) -> bool:
