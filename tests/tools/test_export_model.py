@@ -9,11 +9,18 @@ import os
 import numpy as np
 import pytest
 import torch
-from helpers import CONFIGS, SYNTHETIC_RANKSEG_CONFIG, TINY_LABELS, TINY_MODEL, load_script
+from helpers import (
+    CONFIGS,
+    SYNTHETIC_DEEPLAB_RANKSEG_CONFIG,
+    SYNTHETIC_RANKSEG_CONFIG,
+    TINY_LABELS,
+    TINY_MODEL,
+    load_script,
+)
 
 from mask2former_rankseg.config import get_cfg
 from mask2former_rankseg.constants import SUPPRESSED_LOGIT
-from mask2former_rankseg.engine.export import export_onnx, export_program, export_wrapper
+from mask2former_rankseg.engine.export import export_onnx, export_program, export_wrapper, results_from_raw
 from mask2former_rankseg.modeling import build_model
 from mask2former_rankseg.modeling.rankseg import scatter_back
 from mask2former_rankseg.ops import FORCE_REFERENCE_ENV, forced_reference
@@ -23,10 +30,10 @@ TINY = [*TINY_MODEL, *TINY_LABELS]  # 12 categories, TOPK 5
 MAX_DIFF = 1e-4
 
 
-def _model(config, seed: int = 0):
+def _model(config, seed: int = 0, extra=()):
     cfg = get_cfg()
     cfg.merge_from_file(str(config))
-    cfg.merge_from_list(TINY)
+    cfg.merge_from_list([*TINY, *extra])
     torch.manual_seed(seed)
     return build_model(cfg).eval()
 
@@ -48,6 +55,7 @@ def test_forced_reference_restores_the_environment():
     assert os.environ.get(FORCE_REFERENCE_ENV) == before
 
 
+@pytest.mark.slow
 def test_wrapper_gives_the_models_sem_seg(semantic_model):
     image = _image((3, 64, 80))  # 80 is padded to 96 (SIZE_DIVISIBILITY 32)
     wrapper = export_wrapper(semantic_model)
@@ -59,6 +67,24 @@ def test_wrapper_gives_the_models_sem_seg(semantic_model):
     torch.testing.assert_close(sem_seg, expected["sem_seg"], rtol=0, atol=1e-6)
     torch.testing.assert_close(scores, expected["multilabel"]["scores"])
     assert torch.equal(topk, expected["multilabel"]["topk"]) and topk.shape == (5,)
+
+
+@pytest.mark.slow
+def test_raw_outputs_give_the_models_instances_and_sem_seg():
+    model = _model(SYNTHETIC_RANKSEG_CONFIG, extra=["MODEL.MASK_FORMER.TEST.INSTANCE_ON", "True"])
+    image = _image((3, 64, 80))
+    wrapper = export_wrapper(model)
+    assert wrapper.output_names() == ["pred_logits", "pred_masks", "multilabel_scores", "multilabel_topk"]
+    with torch.no_grad():
+        expected = model([{"image": image}])[0]
+        raw = wrapper(image[None])
+    assert raw[0].shape == (8, 13) and raw[1].shape == (8, 16, 24)  # Q, K + 1; the padded 64 x 96 at stride 4
+    result = results_from_raw(model, [r.numpy() for r in raw], (64, 80))
+    assert sorted(result) == sorted(expected) == ["instances", "multilabel", "sem_seg"]
+    torch.testing.assert_close(result["sem_seg"], expected["sem_seg"])
+    for key in ("pred_masks", "scores", "pred_classes"):
+        torch.testing.assert_close(getattr(result["instances"], key), getattr(expected["instances"], key))
+    assert torch.equal(result["multilabel"]["topk"], expected["multilabel"]["topk"])
 
 
 @pytest.mark.slow
@@ -81,6 +107,26 @@ def test_semantic_rankseg_onnx_matches_pytorch(semantic_model, tmp_path):
     assert diff < MAX_DIFF
     assert agreement >= 0.999
     np.testing.assert_allclose(scores, expected["multilabel"]["scores"].numpy(), rtol=0, atol=MAX_DIFF)
+    np.testing.assert_array_equal(topk, expected["multilabel"]["topk"].numpy())
+
+
+@pytest.mark.slow
+def test_per_pixel_rankseg_onnx_matches_pytorch(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    model = _model(SYNTHETIC_DEEPLAB_RANKSEG_CONFIG)  # DeepLabV3 + RankSeg, TOPK 5 of 12
+    image = _image((3, 64, 80))
+    path = tmp_path / "deeplab.onnx"
+    export_onnx(export_wrapper(model), image[None], str(path))
+    sem_seg, _, topk = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": image[None].numpy()})
+    with torch.no_grad():
+        expected = model([{"image": image}])[0]
+    reference = expected["sem_seg"].numpy()
+    diff = np.abs(sem_seg - reference).max()
+    agreement = (sem_seg.argmax(0) == reference.argmax(0)).mean()
+    print(f"per-pixel ONNX: max abs difference {diff:.3g}, argmax agreement {agreement:.4%}")
+    assert diff < MAX_DIFF and agreement >= 0.999
     np.testing.assert_array_equal(topk, expected["multilabel"]["topk"].numpy())
 
 
