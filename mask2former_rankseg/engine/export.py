@@ -9,7 +9,7 @@ pure-PyTorch path (:func:`~mask2former_rankseg.ops.forced_reference`, ``grid_sam
 Input: ``image`` float [1, 3, H, W] (video: [T, 3, H, W], the T frames of one clip), raw pixel values in
 ``INPUT.FORMAT`` channel order (what the model's ``image`` holds, as float); the normalisation is inside.
 
-Outputs, by model (:func:`output_names`):
+Outputs, by model (:meth:`ExportWrapper.output_names`):
 
 * semantic ``MaskFormer`` (``SEMANTIC_ON`` only) and the per-pixel ``SemanticSegmentor``: ``sem_seg`` [K, H, W],
   the model's ``sem_seg`` for an image of that size;
@@ -39,8 +39,8 @@ from ..modeling.rankseg import multilabel_result, scatter_back
 from ..ops import forced_reference
 from ..structures import ImageList, sem_seg_postprocess
 
-__all__ = ["EXPORT_FORMATS", "ExportWrapper", "export_onnx", "export_program", "export_wrapper", "output_names",
-           "results_from_raw", "ONNX_OPSET"]
+__all__ = ["EXPORT_FORMATS", "ExportWrapper", "ONNX_OPSET", "export_onnx", "export_program", "export_wrapper",
+           "results_from_raw"]
 
 EXPORT_FORMATS = ("onnx", "exported-program")
 ONNX_OPSET = 18
@@ -181,18 +181,13 @@ def export_wrapper(model: nn.Module) -> ExportWrapper:
                      "SemanticSegmentor export.")
 
 
-def output_names(wrapper: ExportWrapper) -> List[str]:
-    """Names of the wrapper's outputs, in order (the ONNX graph's output names)."""
-    return wrapper.output_names()
-
-
 def export_onnx(wrapper: ExportWrapper, example: torch.Tensor, path: str, opset: int = ONNX_OPSET) -> None:
     """Write ``wrapper`` traced on ``example`` as an ONNX file (TorchScript-based exporter, fixed input size,
     deformable attention on the reference path). Needs ``onnx`` (``pip install onnx onnxruntime onnxscript``)."""
     with torch.no_grad(), forced_reference(), _constant_level_shapes():
         torch.onnx.export(
             wrapper, (example,), path, input_names=["image"], output_names=wrapper.output_names(),
-            opset_version=opset, dynamo=True, external_data=False,
+            opset_version=opset, dynamo=True, external_data=False, verbose=False,
             custom_translation_table={torch.ops.aten.sort.stable: _onnx_stable_sort},
         )
 

@@ -198,3 +198,12 @@ def test_cli_rejects_an_unknown_format(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--format" in err and "invalid choice: 'tflite'" in err and "exported-program" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_names_the_missing_onnx_packages(tmp_path, monkeypatch):
+    tool = load_script("tools/export_model.py")
+    real = tool.importlib.util.find_spec
+    monkeypatch.setattr(tool.importlib.util, "find_spec", lambda name: None if name == "onnxscript" else real(name))
+    with pytest.raises(SystemExit, match="needs onnxscript: pip install onnx onnxruntime onnxscript"):
+        tool.main(["--config-file", str(SYNTHETIC_RANKSEG_CONFIG), "--format", "onnx", "--output",
+                   str(tmp_path / "m.onnx")])
