@@ -1,6 +1,7 @@
 """Multi-scale deformable attention: one function, several backends (see :mod:`.dispatch`)."""
 
 from .dispatch import FORCE_REFERENCE_ENV, available_backend, backend, ms_deform_attn
+from .force import forced_reference
 from .modules import MSDeformAttn
 from .reference import ms_deform_attn_reference
 
@@ -11,4 +12,5 @@ __all__ = [
     "MSDeformAttn",
     "ms_deform_attn_reference",
     "FORCE_REFERENCE_ENV",
+    "forced_reference",
 ]
