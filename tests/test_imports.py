@@ -17,7 +17,7 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("data",),
     ("modeling", "evaluation"),
     ("engine",),
-    ("cli",),
+    ("cli", "model_zoo"),
 )
 """Bottom to top: a part imports only from lower layers (or from within itself)."""
 

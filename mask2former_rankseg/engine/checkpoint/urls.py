@@ -1,5 +1,6 @@
-"""Checkpoint names to local files: ``detectron2://`` names and ``http(s)://`` URLs are downloaded once into
-iopath's cache; a ``?matching_heuristics=True`` query asks for suffix matching of the keys."""
+"""Checkpoint names to local files: ``zoo://`` names (the model zoo, :mod:`.zoo`), ``detectron2://`` names and
+``http(s)://`` URLs are downloaded once into iopath's cache (a zoo file's md5 checked where its name gives one); a
+``?matching_heuristics=True`` query asks for suffix matching of the keys."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import os
 from typing import Optional, Tuple
 from urllib.parse import parse_qs, urlparse
 
-from iopath.common.file_io import HTTPURLHandler, PathManager
+from iopath.common.file_io import HTTPURLHandler, PathManager, get_cache_dir
 
 from .errors import CheckpointError
+from .zoo import ZOO_PREFIX, check_md5_prefix, zoo_entry
 
-__all__ = ["D2_URL_BASE", "D2_URL_PREFIX", "local_checkpoint_path"]
+__all__ = ["D2_URL_BASE", "D2_URL_PREFIX", "cache_path", "local_checkpoint_path"]
 
 D2_URL_PREFIX = "detectron2://"
 D2_URL_BASE = "https://dl.fbaipublicfiles.com/detectron2/"
@@ -28,6 +30,13 @@ def local_checkpoint_path(path: str) -> Tuple[str, bool]:
         ValueError: a URL query other than ``matching_heuristics``.
     """
     heuristics = False
+    md5_prefix = None
+    if path.startswith(ZOO_PREFIX):
+        try:
+            entry = zoo_entry(path)
+        except KeyError as e:
+            raise CheckpointError(str(e.args[0])) from None
+        path, md5_prefix = entry.url, entry.md5_prefix
     if path.startswith(D2_URL_PREFIX):
         path = D2_URL_BASE + path[len(D2_URL_PREFIX):]
     if "://" in path:
@@ -38,15 +47,27 @@ def local_checkpoint_path(path: str) -> Tuple[str, bool]:
             raise ValueError(f"Unsupported query {parsed.query!r} in checkpoint URL {path}.")
         url = parsed._replace(query="").geturl()
         try:
-            return _path_manager().get_local_path(url), heuristics
+            local = _path_manager().get_local_path(url)  # downloads once, with a progress bar
         except OSError as e:  # URLError is an OSError: no network, 404, ...
             raise CheckpointError(
-                f"Cannot download checkpoint {url}: {e}. Download it yourself and set MODEL.WEIGHTS to the "
-                "local file (or MODEL.WEIGHTS '' to start from scratch)."
+                f"Cannot download checkpoint {url}: {e}. Download it yourself and put it at {cache_path(url)} (or "
+                "set MODEL.WEIGHTS to the local file; MODEL.WEIGHTS '' starts from scratch)."
             ) from e
+        if not check_md5_prefix(local, md5_prefix):
+            os.remove(local)  # a corrupt or partial download: the next attempt fetches it again
+            raise CheckpointError(f"The download of {url} is corrupt (its md5 does not start with {md5_prefix}, as "
+                                  "its name says); it was removed. Run again to download it again.")
+        return local, heuristics
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint {path} does not exist (check MODEL.WEIGHTS or the path given).")
     return path, heuristics
+
+
+def cache_path(url: str) -> str:
+    """Where the download of ``url`` is kept (iopath's cache: ``$FVCORE_CACHE`` or ``~/.torch/iopath_cache``, then
+    the URL's path), so a file fetched by hand can be put there."""
+    parsed = urlparse(url)
+    return os.path.join(get_cache_dir(), os.path.dirname(parsed.path.lstrip("/")), url.split("/")[-1])
 
 
 def _path_manager() -> PathManager:
