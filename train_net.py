@@ -14,8 +14,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # a source checkout runs without installing
 
 from mask2former_rankseg.cli.entry import train  # noqa: E402
-from mask2former_rankseg.cli.train import cli, load_config, main, setup  # noqa: E402,F401  (detectron2's names)
-from mask2former_rankseg.engine import default_argument_parser  # noqa: E402,F401
+from mask2former_rankseg.config.arguments import default_argument_parser  # noqa: E402,F401
+
+_PROGRAM_NAMES = ("cli", "load_config", "main", "setup")
+
+
+def __getattr__(name):
+    """detectron2's train_net names (``main``, ``setup``, ``load_config``, ``cli``) from the program module, imported
+    on first use so that ``--help`` does not import torch."""
+    if name in _PROGRAM_NAMES:
+        from mask2former_rankseg.cli import train as program
+
+        return getattr(program, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 if __name__ == "__main__":
     sys.exit(train())

@@ -24,6 +24,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 import cv2
 import numpy as np
 import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..config import ConfigError, get_cfg
 from ..config.arguments import demo_argument_parser
@@ -450,8 +451,13 @@ def run(parser, args: argparse.Namespace) -> int:
     """The demo for parsed ``args`` (``parser`` reports usage errors)."""
     if args.save_json and not args.output:
         parser.error("--save-json writes files next to the visualizations: give --output FILE_OR_DIR too.")
-    setup_logger(name="mask2former_rankseg")
+    package_logger = setup_logger(name="mask2former_rankseg")
     logger.info("Arguments: %s", args)
+    with logging_redirect_tqdm(loggers=[package_logger]):  # log lines above the progress bars, not through them
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         cfg = setup_cfg(args)
         files, failures = check_inputs(args)  # before the model is built and loaded

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..config.arguments import default_argument_parser, demo_argument_parser
+from ..config.arguments import default_argument_parser, demo_argument_parser, require_config_file
 
 __all__ = ["demo", "train"]
 
@@ -18,6 +18,7 @@ def train(argv: Optional[Sequence[str]] = None) -> int:
     """``mask2former-rankseg-train``: ``train_net.py``'s command line."""
     parser = default_argument_parser()
     args = parser.parse_args(argv)
+    require_config_file(parser, args)
     from .train import run_cli  # after parsing: --help without importing torch
 
     return run_cli(parser, args)

@@ -12,6 +12,7 @@ import sys
 import time
 
 from ..config import ConfigError, get_cfg
+from ..config.arguments import require_config_file
 from ..engine import (
     Checkpointer,
     CheckpointError,
@@ -90,9 +91,7 @@ def cli(argv=None) -> int:
 
 def run_cli(parser, args) -> int:
     """The job for parsed ``args``, in ``--num-gpus`` processes (``parser`` reports usage errors)."""
-    if not args.config_file:
-        parser.error("the following arguments are required: --config-file (e.g. --config-file "
-                     "configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml)")
+    require_config_file(parser, args)
     try:
         # read the config here first: a bad one fails before any process starts, and MODEL.DEVICE picks
         # the process-group backend (NCCL for CUDA, Gloo for CPU workers)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Optional
 
-__all__ = ["default_argument_parser", "demo_argument_parser"]
+__all__ = ["default_argument_parser", "demo_argument_parser", "require_config_file"]
 
 _EPILOG = """Examples:
 
@@ -94,3 +94,12 @@ def demo_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--opts", help="Modify config options using the command-line 'KEY VALUE' pairs",
                         default=[], nargs=argparse.REMAINDER)
     return parser
+
+
+def require_config_file(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A training command line without ``--config-file`` is a usage error (exit status 2), as in detectron2's
+    tools; the parser keeps the option optional so that library users can build ``args`` without one."""
+    if not args.config_file:
+        parser.error("the following arguments are required: --config-file (e.g. --config-file "
+                     "configs/synthetic/maskformer2_R18_synthetic-rankseg.yaml)")
+
