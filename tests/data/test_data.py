@@ -316,6 +316,24 @@ def test_inference_mapper_keeps_original_size(tmp_path):
     assert capped["image"].shape == (3, 48, 60)
 
 
+def test_oracle_classes_from_panoptic_segments_or_the_label_map(tmp_path):
+    """The -gt oracle at inference: for panoptic data the categories of the non-crowd segments (upstream's test
+    mapper), not those of the semantic file; for semantic data those of the label map."""
+    record, _, labels = _write_pair(tmp_path, "a", 40, 50, seed=4)
+    mapper = InferenceDatasetMapper(min_size=80, max_size=1000, image_format="RGB", load_gt=True)
+    from_map = mapper(record)["instances"].gt_classes.tolist()
+    assert from_map == sorted(set(np.unique(labels).tolist()) - {255})
+    panoptic = dict(record, segments_info=[{"id": 1, "category_id": 7, "iscrowd": 0},
+                                           {"id": 2, "category_id": 3, "iscrowd": 1},
+                                           {"id": 3, "category_id": 2}, {"id": 4, "category_id": 7, "iscrowd": 0}])
+    out = mapper(panoptic)
+    assert out["instances"].gt_classes.tolist() == [2, 7] and out["instances"].image_size == (80, 100)
+    assert out["image"].shape == (3, 80, 100)
+    del record["sem_seg_file_name"]
+    with pytest.raises(ValueError, match="sem_seg_file_name.*segments_info"):
+        mapper(record)
+
+
 def test_mappers_from_config():
     cfg = _synthetic_cfg(**{"INPUT.COLOR_AUG_SSD": True, "INPUT.CROP.SINGLE_CATEGORY_MAX_AREA": 0.5})
     mapper = MaskFormerSemanticDatasetMapper.from_config(cfg)

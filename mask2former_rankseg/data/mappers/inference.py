@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ...constants import IGNORE_LABEL
+from ...structures import Instances
 from ..catalog import MetadataCatalog
 from ..detection_utils import check_image_size, read_image
 from ..transforms import ResizeShortestEdge, apply_augmentations
@@ -28,8 +29,9 @@ class InferenceDatasetMapper:
         min_size: shorter-side length (an int; a sequence is treated as choices, like detectron2).
         max_size: cap on the longer side.
         image_format: "RGB", "BGR" or "L", channel order of the output image.
-        load_gt: also read ``sem_seg_file_name`` and add ``instances`` (``gt_classes``, ``gt_masks`` of the
-            resized image) — the RankSeg ground-truth oracle (``MODEL.RANKSEG.USE_GT``) needs them.
+        load_gt: add ``instances`` for the RankSeg ground-truth oracle (``MODEL.RANKSEG.USE_GT``): for panoptic data
+            (``segments_info``) ``gt_classes`` of its non-crowd segments, as upstream's test mapper; otherwise
+            ``gt_classes`` and ``gt_masks`` of the resized ``sem_seg_file_name``.
         ignore_label: label of unlabelled pixels in the label maps (with ``load_gt``).
     """
 
@@ -59,11 +61,17 @@ class InferenceDatasetMapper:
         """
         dataset_dict = copy.deepcopy(dataset_dict)
         image = read_image(dataset_dict["file_name"], format=self.image_format)
-        sem_seg = None
-        if self.load_gt:
+        sem_seg, panoptic_classes = None, None
+        if self.load_gt and "segments_info" in dataset_dict:
+            # panoptic data: the categories of the non-crowd segments, as upstream's test mapper takes them (the
+            # oracle needs only the categories)
+            panoptic_classes = sorted({int(s["category_id"]) for s in dataset_dict["segments_info"]
+                                       if not s.get("iscrowd", 0)})
+        elif self.load_gt:
             if "sem_seg_file_name" not in dataset_dict:
                 raise ValueError(
-                    f"{dataset_dict['file_name']}: MODEL.RANKSEG.USE_GT needs a label map ('sem_seg_file_name')."
+                    f"{dataset_dict['file_name']}: MODEL.RANKSEG.USE_GT needs a label map ('sem_seg_file_name') or "
+                    "panoptic 'segments_info'."
                 )
             sem_seg = read_image(dataset_dict["sem_seg_file_name"])
         check_image_size(dataset_dict, image, sem_seg)
@@ -72,4 +80,7 @@ class InferenceDatasetMapper:
         if sem_seg is not None:
             dataset_dict["instances"] = semantic_to_instances(torch.as_tensor(sem_seg.astype(np.int64)),
                                                               self.ignore_label)
+        elif panoptic_classes is not None:
+            dataset_dict["instances"] = Instances(tuple(image.shape[:2]),
+                                                  gt_classes=torch.tensor(panoptic_classes, dtype=torch.int64))
         return dataset_dict
