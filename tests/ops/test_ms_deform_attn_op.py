@@ -48,6 +48,22 @@ def test_op_is_registered_with_its_schema():
     assert str(BACKWARD_OP._schema) == (
         "mask2former_rankseg::ms_deform_attn_backward(Tensor value, Tensor spatial_shapes, Tensor level_start_index, "
         "Tensor sampling_locations, Tensor attention_weights, Tensor grad_output) -> (Tensor, Tensor, Tensor)")
+    # a CPU implementation always (it says so when the extension is missing); a CUDA one only with the CUDA kernel
+    for name in (OP.name(), BACKWARD_OP.name()):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "CPU")
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "CUDA") == (dispatch._kernels("cuda") is not None)
+
+
+def test_op_without_the_extension_says_so(monkeypatch):
+    monkeypatch.setattr(dispatch, "_extension", lambda: None)
+    value, spatial, start, loc, weights, grad_out = _case()
+    with pytest.raises(RuntimeError, match=r"mask2former_rankseg._C is not built or has no cpu kernel"):
+        OP(value, spatial, start, loc, weights)
+    with pytest.raises(RuntimeError, match=r"mask2former_rankseg._C is not built or has no cpu kernel"):
+        BACKWARD_OP(value, spatial, start, loc, weights, grad_out)
+    # ms_deform_attn itself falls back to the reference
+    torch.testing.assert_close(ms_deform_attn(value, spatial, start, loc, weights),
+                               ms_deform_attn_reference(value, spatial, loc, weights))
 
 
 def test_fake_shapes_and_dtypes():
@@ -154,6 +170,7 @@ def test_compile_fullgraph_function_forward_and_backward():
         torch.testing.assert_close(got.grad, want.grad, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow  # inductor's CPU code generation: ~30 s on two cores when its cache is cold
 @needs_cpu_kernel
 def test_compile_module_no_graph_breaks_matches_eager():
     attn, inputs = _module_inputs()
