@@ -180,7 +180,13 @@ _CUDA_REGISTERED = False
 
 
 def _register_cuda() -> None:
-    """Add the CUDA implementations to the operators (once; only when a CUDA kernel was built)."""
+    """Add the CUDA implementations to the operators (once; only when a CUDA kernel was built).
+
+    Runs the first time the extension is asked for its CUDA kernel (``backend("cuda")``, ``backend()`` on a GPU
+    machine, any :func:`ms_deform_attn` call on CUDA tensors), since the extension is imported lazily. Code that
+    calls ``torch.ops.mask2former_rankseg.ms_deform_attn`` on CUDA without those (e.g. a loaded torch.export
+    program) calls ``mask2former_rankseg.ops.backend("cuda")`` first.
+    """
     global _CUDA_REGISTERED
     if _CUDA_REGISTERED:
         return
