@@ -3,6 +3,7 @@
 
     python tools/benchmark.py msda                      # deformable attention, every backend on this machine
     python tools/benchmark.py msda --device cuda --dtypes float32 bfloat16 --sizes 512 1024
+    python tools/benchmark.py msda --compile            # the same, each call inside torch.compile
     python tools/benchmark.py ade20k-full               # 847-class inference memory/time, RankSeg on and off
 
     python tools/benchmark.py video --frames 24 --windows 0 8  # VideoMaskFormer inference memory vs window
@@ -11,7 +12,9 @@
 square input of each ``--sizes`` (levels at strides 8/16/32, every position a query, 8 heads, 4 points,
 dim 256; each query samples a few pixels around its own position): forward alone (no autograd) and
 forward + backward (gradients for value, locations and weights), median over ``--repeats`` after
-``--warmup`` runs. Each case runs in a fresh process so its
+``--warmup`` runs (``--compile``: the call wrapped in ``torch.compile``; the warmup includes compiling; the
+kernels are the registered operator either way, so this measures what compilation does around it, and for the
+reference backend inductor's fusion of the PyTorch path). Each case runs in a fresh process so its
 peak memory is its own: on CUDA the peak allocated beyond the inputs, on CPU the growth of the peak
 resident set beyond the inputs.
 
@@ -140,14 +143,20 @@ def _msda_case(case: Dict) -> Dict:
     grad_output = torch.randn(value.shape[0], locations.shape[1], MSDA_DIM, device=device, dtype=dtype)
     leaves = [t.clone().requires_grad_(True) for t in (value, locations, weights)]
 
+    def attend(v: torch.Tensor, loc: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return ms_deform_attn(v, shapes, starts, loc, w, backend=case["backend"])
+
+    if case.get("compile"):
+        attend = torch.compile(attend)
+
     def forward() -> None:
         with torch.no_grad():
-            ms_deform_attn(value, shapes, starts, locations, weights, backend=case["backend"])
+            attend(value, locations, weights)
 
     def forward_backward() -> None:
         for t in leaves:
             t.grad = None
-        out = ms_deform_attn(leaves[0], shapes, starts, leaves[1], leaves[2], backend=case["backend"])
+        out = attend(*leaves)
         out.backward(grad_output)
 
     cuda = device.startswith("cuda")
@@ -190,15 +199,15 @@ def run_msda(args: argparse.Namespace) -> Dict:
         for dtype in dtypes:
             for backend in backends:
                 case = dict(backend=backend, size=size, batch=args.batch, dtype=dtype, device=device,
-                            threads=threads, warmup=args.warmup, repeats=args.repeats)
+                            threads=threads, warmup=args.warmup, repeats=args.repeats, compile=args.compile)
                 logger.info("msda: %s", case)
                 rows.append(_run_isolated(_msda_case, case))
     for row in rows:  # speedup of each backend over the reference at the same size and dtype
         ref = next((r for r in rows if r["backend"] == "reference" and r["size"] == row["size"]
                     and r["dtype"] == row["dtype"]), None)
         row["speedup_fwd_bwd"] = ref["forward_backward_ms"] / row["forward_backward_ms"] if ref else float("nan")
-    columns = ["backend", "size", "batch", "dtype", "queries", "forward_ms", "forward_backward_ms", "speedup_fwd_bwd",
-               "peak_mib"]
+    columns = ["backend", "compile", "size", "batch", "dtype", "queries", "forward_ms", "forward_backward_ms",
+               "speedup_fwd_bwd", "peak_mib"]
     print(f"Multi-scale deformable attention on {device} ({threads} threads; strides {MSDA_STRIDES}, "
           f"{MSDA_HEADS} heads, {MSDA_POINTS} points, dim {MSDA_DIM}); peak: {rows[0]['peak_kind']}")
     print(_format_table(rows, columns))
@@ -399,6 +408,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help="default: float32 on CPU, float32 and bfloat16 on CUDA")
     msda.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     msda.add_argument("--warmup", type=int, default=2)
+    msda.add_argument("--compile", action="store_true", help="run each call inside torch.compile (default backend)")
     msda.add_argument("--repeats", type=int, default=5)
     msda.add_argument("--json", type=Path, default=Path("output/benchmarks/msda.json"), help="where to write results")
     video = sub.add_parser("video", help="VideoMaskFormer inference memory and time against the window size")

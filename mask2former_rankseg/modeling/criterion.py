@@ -162,12 +162,12 @@ class SetCriterion(nn.Module):
         """
         main = {k: v for k, v in outputs.items() if k in ("pred_logits", "pred_masks")}
         self._check_labels(main["pred_logits"].shape[-1], targets)
-        num_masks = torch.as_tensor([float(sum(len(t["labels"]) for t in targets))],
-                                    device=outputs["pred_logits"].device)
+        num_masks = float(sum(len(t["labels"]) for t in targets))
         if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(num_masks)
-            num_masks = num_masks / dist.get_world_size()
-        num_masks = torch.clamp(num_masks, min=1).item()
+            total = torch.as_tensor([num_masks], device=outputs["pred_logits"].device)
+            dist.all_reduce(total)
+            num_masks = (total / dist.get_world_size()).item()
+        num_masks = max(num_masks, 1.0)
 
         losses = self._losses_for(main, targets, self.matcher(main, targets), num_masks)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):

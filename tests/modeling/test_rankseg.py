@@ -55,6 +55,9 @@ def test_remap_targets_hand_case():
 def test_present_classes_and_oracle():
     present = present_classes([torch.tensor([0, 2, 2]), torch.tensor([], dtype=torch.long)], num_classes=4)
     assert present.tolist() == [[True, False, True, False], [False, False, False, False]]
+    # labels outside [0, K) (ignore, "no object") are not categories
+    others = present_classes([torch.tensor([255, 3, -1, 4]), torch.tensor([[1], [1]])], num_classes=4)
+    assert others.tolist() == [[False, False, False, True], [False, True, False, False]]
     logits = torch.zeros(2, 3, 5)
     out = suppress_absent(logits, present)
     assert out[0, :, :4].tolist() == [[0.0, -100.0, 0.0, -100.0]] * 3

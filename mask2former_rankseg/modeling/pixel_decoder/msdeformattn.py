@@ -72,8 +72,12 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         return ref[None, :, None, :].expand(batch, -1, len(spatial_shapes), -1)
 
     def forward(self, src: torch.Tensor, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
-                pos: torch.Tensor, padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+                pos: torch.Tensor, padding_mask: Optional[torch.Tensor] = None,
+                shapes: Optional[Sequence[Tuple[int, int]]] = None) -> torch.Tensor:
+        """``shapes``: ``spatial_shapes`` as Python ints when the caller has them (no read of a tensor's values,
+        which would break a torch.compile graph)."""
+        if shapes is None:
+            shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
         reference_points = self.get_reference_points(shapes, src.shape[0], src.device)
         out = src
         for layer in self.layers:
@@ -116,7 +120,7 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         pos_flatten = torch.cat(flat_pos, 1)
         spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=src_flatten.device)
         level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
-        memory = self.encoder(src_flatten, spatial_shapes, level_start_index, pos_flatten)
+        memory = self.encoder(src_flatten, spatial_shapes, level_start_index, pos_flatten, shapes=shapes)
         return memory, spatial_shapes, level_start_index
 
 
@@ -239,12 +243,12 @@ class MSDeformAttnPixelDecoder(nn.Module):
                 x = features[name].float()
                 srcs.append(self.input_proj[idx](x))
                 pos.append(self.pe_layer(x))
-            memory, spatial_shapes, level_start_index = self.transformer(srcs, pos)
+            memory, _, _ = self.transformer(srcs, pos)
             batch = memory.shape[0]
-            sizes = (spatial_shapes[:, 0] * spatial_shapes[:, 1]).tolist()
+            shapes = [src.shape[-2:] for src in srcs]  # the levels' sizes, without reading a tensor's values
             out = [
-                z.transpose(1, 2).reshape(batch, -1, int(h), int(w))
-                for z, (h, w) in zip(memory.split(sizes, dim=1), spatial_shapes.tolist())
+                z.transpose(1, 2).reshape(batch, -1, h, w)
+                for z, (h, w) in zip(memory.split([h * w for h, w in shapes], dim=1), shapes)
             ]
             for idx, name in enumerate(self.in_features[: self.num_fpn_levels][::-1]):
                 lateral = self.lateral_convs[idx](features[name].float())

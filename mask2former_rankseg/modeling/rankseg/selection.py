@@ -96,7 +96,7 @@ def remap_targets(targets: Sequence[Dict[str, torch.Tensor]], topk_index: torch.
     if len(targets) != b:
         raise ValueError(f"remap_targets: {len(targets)} targets but topk_index has {b} rows.")
     labels = torch.cat([t["labels"].reshape(-1) for t in targets]) if b else topk_index.new_zeros(0)
-    if labels.numel():
+    if labels.numel() and not torch.compiler.is_compiling():  # reads values: eager only
         low, top = (int(v) for v in torch.aminmax(labels))
         if low < 0 or top > num_classes:
             raise ValueError(
@@ -120,9 +120,10 @@ def present_classes(gt_classes: Sequence[torch.Tensor], num_classes: int) -> tor
     """[B, K] bool: which categories occur in each image's ground truth (labels >= K are ignored)."""
     device = gt_classes[0].device if len(gt_classes) else None
     present = torch.zeros((len(gt_classes), num_classes), dtype=torch.bool, device=device)
+    categories = torch.arange(num_classes, device=device)
     for i, labels in enumerate(gt_classes):
-        labels = labels[(labels >= 0) & (labels < num_classes)]
-        present[i, labels] = True
+        # a comparison, not a boolean index: no data-dependent shape (torch.compile keeps one graph)
+        present[i] = (labels.reshape(-1, 1) == categories).any(0)
     return present
 
 
