@@ -4,6 +4,7 @@
     python tools/benchmark.py msda                      # deformable attention, every backend on this machine
     python tools/benchmark.py msda --device cuda --dtypes float32 bfloat16 --sizes 512 1024
     python tools/benchmark.py ade20k-full               # 847-class inference memory/time, RankSeg on and off
+    python tools/benchmark.py semantic-post             # post-processing after the decoder, before/after
 
     python tools/benchmark.py video --frames 24 --windows 0 8  # VideoMaskFormer inference memory vs window
 
@@ -18,6 +19,12 @@ resident set beyond the inputs.
 ``video`` runs VideoMaskFormer inference (random weights) on one random video of ``--frames`` frames of
 ``--size`` pixels for each ``--windows`` value (MODEL.MASK_FORMER.TEST.WINDOW_SIZE; 0 = all frames in one
 backbone pass), each in a fresh process: wall time of one run and peak memory beyond the model and the frames.
+
+``semantic-post`` times MaskFormer's semantic post-processing alone (random decoder outputs of the ADE20K-Full
+model: 100 queries, 847 classes, masks at 1/4 of the padded input), as it ran before (commit 3c7608e: masks
+upsampled to the padded size, scores for every class, crop + resize) and as it runs now (the crop upsampled only,
+no same-size resize, one score map per group of equal classes), with RankSeg off/on and both semantic outputs
+("scores" + argmax, "labels"); median of ``--repeats`` and the peak of live tensor bytes as ``ade20k-full``.
 
 ``ade20k-full`` runs Mask2Former R50 (upstream's ADE20K semantic config with 847 classes, random weights) on
 one ``--size`` x ``--size`` image, with RankSeg off and on (``--topk``), through the semantic path as it was
@@ -43,6 +50,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -53,7 +61,9 @@ from mask2former_rankseg.config import get_cfg
 from mask2former_rankseg.constants import SUPPRESSED_LOGIT
 from mask2former_rankseg.evaluation import semantic_output
 from mask2former_rankseg.modeling import build_model
-from mask2former_rankseg.modeling.meta_arch.postprocess import semantic_inference, semantic_labels
+from mask2former_rankseg.modeling.meta_arch.maskformer import MaskFormer
+from mask2former_rankseg.modeling.meta_arch.postprocess import semantic_labels
+from mask2former_rankseg.modeling.rankseg import scatter_back
 from mask2former_rankseg.ops import available_backend, ms_deform_attn
 from mask2former_rankseg.structures import sem_seg_postprocess
 
@@ -275,29 +285,90 @@ ADE20K_FULL_QUERIES = 100
 MASK_STRIDE = 4  # Mask2Former predicts masks at 1/4 of the input
 
 
-def _postprocess_step(rankseg: bool, topk: int, size: int, path: str, device: str) -> Callable[[], None]:
-    """The semantic post-processing of MaskFormer._inference alone (semantic-only config), on random outputs of
-    the model's shapes: logits [Q, K+1] (with RankSeg: the suppressed logit outside the top-k), masks [Q, s/4, s/4]
-    upsampled to the input, scores cropped/resized to the output, argmax."""
+def _semantic_post_inputs(rankseg: bool, topk: int, padded: tuple, device: str, batch: int = 1):
+    """Random decoder outputs of the ADE20K-Full model's shapes: ranked logits [B, Q, k+1] (or [B, Q, K+1]) with
+    their ``topk_index`` [B, k+1] ("no object" last), and masks [B, Q, Hpad/4, Wpad/4]."""
     g = torch.Generator().manual_seed(0)
-    mask_cls = torch.randn(ADE20K_FULL_QUERIES, ADE20K_FULL_CLASSES + 1, generator=g)
     if rankseg:
-        keep = torch.cat([torch.randperm(ADE20K_FULL_CLASSES, generator=g)[:topk], torch.tensor([ADE20K_FULL_CLASSES])])
-        ranked = torch.full_like(mask_cls, SUPPRESSED_LOGIT)
-        ranked[:, keep] = mask_cls[:, keep]
-        mask_cls = ranked
-    low = torch.randn(1, ADE20K_FULL_QUERIES, size // MASK_STRIDE, size // MASK_STRIDE, generator=g)
-    mask_cls, low = mask_cls.to(device), low.to(device)
-    resize = functools.partial(sem_seg_postprocess, img_size=(size, size), output_height=size, output_width=size)
+        logits = torch.randn(batch, ADE20K_FULL_QUERIES, topk + 1, generator=g)
+        topk_index = torch.stack([torch.cat([torch.randperm(ADE20K_FULL_CLASSES, generator=g)[:topk],
+                                             torch.tensor([ADE20K_FULL_CLASSES])]) for _ in range(batch)])
+        topk_index = topk_index.to(device)
+    else:
+        logits, topk_index = torch.randn(batch, ADE20K_FULL_QUERIES, ADE20K_FULL_CLASSES + 1, generator=g), None
+    low = torch.randn(batch, ADE20K_FULL_QUERIES, padded[0] // MASK_STRIDE, padded[1] // MASK_STRIDE, generator=g)
+    return logits.to(device), topk_index, low.to(device)
 
-    def step() -> None:
-        masks = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0]
+
+def _semantic_post_old(logits, topk_index, low, padded, image_size, path: str):
+    """The semantic post-processing as MaskFormer._inference ran it before the crop-only path (commit 3c7608e):
+    masks upsampled to the padded size, scores over every class, crop + resize (also at the same size)."""
+    if topk_index is not None:
+        logits = scatter_back(logits, topk_index, ADE20K_FULL_CLASSES, SUPPRESSED_LOGIT)
+    masks = F.interpolate(low, size=padded, mode="bilinear", align_corners=False)
+    resize = functools.partial(sem_seg_postprocess, img_size=image_size, output_height=image_size[0],
+                               output_width=image_size[1])
+    for mask_cls, mask_pred in zip(logits, masks):
         if path == "scores":
-            resize(semantic_inference(mask_cls, masks)).argmax(0)
+            probs = F.softmax(mask_cls, dim=-1)[..., :-1]
+            resize(torch.einsum("qc,q...->c...", probs, mask_pred.sigmoid())).argmax(0)
         else:
-            semantic_labels(mask_cls, masks, resize)
+            semantic_labels(mask_cls, mask_pred, resize)
 
-    return step
+
+def _semantic_post_new(logits, topk_index, low, padded, image_size, path: str):
+    """MaskFormer._inference's semantic post-processing as it runs now (semantic-only config)."""
+    model = SimpleNamespace(num_classes=ADE20K_FULL_CLASSES, sem_seg_postprocess_before_inference=False,
+                            semantic_on=True, panoptic_on=False, instance_on=False, semantic_output=path)
+    images = SimpleNamespace(tensor=low.new_empty((low.shape[0], 0, *padded)), image_sizes=[image_size] * len(low))
+    inputs = [{"height": image_size[0], "width": image_size[1]}] * len(low)
+    for out in MaskFormer._inference(model, {"pred_logits": logits, "pred_masks": low}, inputs, images, None,
+                                     topk_index):
+        out["sem_seg"].argmax(0) if path == "scores" else out["sem_seg_labels"]
+
+
+def _postprocess_step(rankseg: bool, topk: int, size: int, path: str, device: str,
+                      impl: Callable = _semantic_post_new) -> Callable[[], None]:
+    """The semantic post-processing of MaskFormer._inference alone (semantic-only config, ``impl``), on random
+    outputs of the model's shapes: logits (with RankSeg: top-k scattered back, the suppressed logit elsewhere),
+    masks [Q, s/4, s/4] upsampled to the input, scores cropped/resized to the output, argmax."""
+    logits, topk_index, low = _semantic_post_inputs(rankseg, topk, (size, size), device)
+    return functools.partial(impl, logits, topk_index, low, (size, size), (size, size), path)
+
+
+def _semantic_post_case(case: Dict) -> Dict:
+    """Before/after timings of the semantic post-processing for one (RankSeg, path, size); own process."""
+    torch.set_num_threads(case["threads"])
+    device = case["device"]
+    padded, image_size = tuple(case["padded"]), tuple(case["image"])
+    inputs = _semantic_post_inputs(case["rankseg"], case["topk"], padded, device)
+    result = dict(case, padded=f"{padded[0]}x{padded[1]}", image=f"{image_size[0]}x{image_size[1]}")
+    with torch.no_grad():
+        for name, impl in (("before", _semantic_post_old), ("after", _semantic_post_new)):
+            step = functools.partial(impl, *inputs, padded, image_size, case["path"])
+            result[f"{name}_ms"] = 1e3 * _median_seconds(step, device, case["warmup"], case["repeats"])
+            result[f"{name}_peak_mib"] = _peak_mib(step, device)
+    result["speedup"] = result["before_ms"] / result["after_ms"]
+    return result
+
+
+def run_semantic_post(args: argparse.Namespace) -> Dict:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = args.threads or torch.get_num_threads()
+    rows = []
+    for image in args.images:
+        padded = [-(-v // 32) * 32 for v in image]
+        for rankseg in (False, True):
+            for path in ("scores", "labels"):
+                case = dict(rankseg=rankseg, topk=args.topk if rankseg else 0, path=path, padded=padded,
+                            image=image, device=device, threads=threads, warmup=args.warmup, repeats=args.repeats)
+                logger.info("semantic-post: %s", case)
+                rows.append(_run_isolated(_semantic_post_case, case))
+    print(f"Semantic post-processing (MaskFormer._inference), {ADE20K_FULL_CLASSES} classes, {ADE20K_FULL_QUERIES} "
+          f"queries, on {device} ({threads} threads), median of {args.repeats}; before = commit 3c7608e's formula")
+    print(_format_table(rows, ["rankseg", "topk", "path", "padded", "image", "before_ms", "after_ms", "speedup",
+                               "before_peak_mib", "after_peak_mib"]))
+    return {"benchmark": "semantic-post", "environment": _environment(device, threads), "results": rows}
 
 
 def _peak_mib(fn: Callable[[], None], device: str) -> float:
@@ -419,9 +490,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     full.add_argument("--repeats", type=int, default=3)
     full.add_argument("--json", type=Path, default=Path("output/benchmarks/ade20k_full.json"),
                       help="where to write results")
+    post = sub.add_parser("semantic-post", help="semantic post-processing after the decoder, before/after")
+    post.add_argument("--images", type=int, nargs=2, action="append", default=None, metavar=("H", "W"),
+                      help="image sizes (padded to multiples of 32); default 512x512 and 512x683")
+    post.add_argument("--topk", type=int, default=50, help="RankSeg's TOPK for the RankSeg cases")
+    post.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    post.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    post.add_argument("--warmup", type=int, default=1)
+    post.add_argument("--repeats", type=int, default=5)
+    post.add_argument("--json", type=Path, default=Path("output/benchmarks/semantic_post.json"),
+                      help="where to write results")
     args = parser.parse_args(argv)
+    if args.benchmark == "semantic-post" and args.images is None:
+        args.images = [[512, 512], [512, 683]]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    runners = {"msda": run_msda, "video": run_video, "ade20k-full": run_ade20k_full}
+    runners = {"msda": run_msda, "video": run_video, "ade20k-full": run_ade20k_full,
+               "semantic-post": run_semantic_post}
     data = runners[args.benchmark](args)
     _write_json(data, args.json)
     print(f"wrote {args.json}")
