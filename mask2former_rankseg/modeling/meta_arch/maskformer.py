@@ -12,6 +12,7 @@ from ...constants import SUPPRESSED_LOGIT
 from ...data.catalog import MetadataCatalog
 from ...structures import ImageList, sem_seg_postprocess
 from ...utils.memory import retry_if_cuda_oom
+from ...utils.precision import float32_region
 from ..matcher import FULL_MASK_FOCAL
 from ..rankseg import multilabel_result, present_classes, scatter_back
 from ..registry import META_ARCH_REGISTRY
@@ -157,6 +158,7 @@ class MaskFormer(MaskClassificationModel):
         return targets
 
     # inference ---------------------------------------------------------------------------------
+    @float32_region  # post-processing (softmax, sigmoid, class x mask product) in float32
     def _inference(self, outputs, batched_inputs, images, image_logits, topk_index) -> List[Dict]:
         mask_cls_results = outputs["pred_logits"]
         if topk_index is not None:
