@@ -5,6 +5,7 @@
     python tools/benchmark.py msda --device cuda --dtypes float32 bfloat16 --sizes 512 1024
     python tools/benchmark.py ade20k-full               # 847-class inference memory/time, RankSeg on and off
     python tools/benchmark.py semantic-post             # post-processing after the decoder, before/after
+    python tools/benchmark.py precision --model         # fp32 vs bf16 (+ channels_last): backbone and model
 
     python tools/benchmark.py video --frames 24 --windows 0 8  # VideoMaskFormer inference memory vs window
 
@@ -25,6 +26,10 @@ model: 100 queries, 847 classes, masks at 1/4 of the padded input), as it ran be
 upsampled to the padded size, scores for every class, crop + resize) and as it runs now (the crop upsampled only,
 no same-size resize, one score map per group of equal classes), with RankSeg off/on and both semantic outputs
 ("scores" + argmax, "labels"); median of ``--repeats`` and the peak of live tensor bytes as ``ade20k-full``.
+
+``precision`` times the ResNet backbone (``--depths``) of upstream's ADE20K Mask2Former config on one random
+``--size`` image in float32 and under bfloat16 autocast, with NCHW or channels_last weights and input
+(``--modes``), and with ``--model`` the whole model's inference the same way; each case in a fresh process.
 
 ``ade20k-full`` runs Mask2Former R50 (upstream's ADE20K semantic config with 847 classes, random weights) on
 one ``--size`` x ``--size`` image, with RankSeg off and on (``--topk``), through the semantic path as it was
@@ -66,6 +71,7 @@ from mask2former_rankseg.modeling.meta_arch.postprocess import semantic_labels
 from mask2former_rankseg.modeling.rankseg import scatter_back
 from mask2former_rankseg.ops import available_backend, ms_deform_attn
 from mask2former_rankseg.structures import sem_seg_postprocess
+from mask2former_rankseg.utils.precision import cpu_bf16_flags
 
 logger = logging.getLogger("benchmark")
 
@@ -432,11 +438,82 @@ def run_ade20k_full(args: argparse.Namespace) -> Dict:
     return {"benchmark": "ade20k-full", "environment": _environment(device, threads), "results": rows}
 
 
+PRECISION_MODES = ("fp32", "fp32+cl", "bf16", "bf16+cl")
+"""Backbone precision modes of ``precision``: float32 or bfloat16 autocast, contiguous (NCHW) or channels_last."""
+
+
+def _precision_case(case: Dict) -> Dict:
+    """One (depth, mode) timing: the ResNet backbone alone on a random normalised image, and with ``model`` the
+    whole ADE20K Mask2Former (150 classes) under MODEL.PRECISION; runs in its own process."""
+    torch.set_num_threads(case["threads"])
+    torch.manual_seed(0)
+    device, mode = case["device"], case["mode"]
+    cfg = get_cfg()
+    cfg.merge_from_file(str(ADE20K_FULL_CONFIG))
+    cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.RESNETS.DEPTH", case["depth"],
+                         "MODEL.RESNETS.RES2_OUT_CHANNELS", 64 if case["depth"] in (18, 34) else 256,
+                         "MODEL.PRECISION", "bf16" if mode.startswith("bf16") else "fp32"])
+    model = build_model(cfg).to(device).eval()
+    channels_last = mode.endswith("+cl")
+    if channels_last:
+        model.backbone.to(memory_format=torch.channels_last)
+    bf16 = mode.startswith("bf16")
+    size = case["size"]
+    x = torch.randn(1, 3, size, size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def backbone() -> None:
+        with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
+                                             enabled=bf16):
+            model.backbone(x)
+
+    result = dict(case, backbone_ms=1e3 * _median_seconds(backbone, device, case["warmup"], case["repeats"]))
+    if case["model"]:
+        image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
+
+        def whole() -> None:
+            with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
+                                                 enabled=bf16):
+                model([{"image": image}])
+
+        result["model_ms"] = 1e3 * _median_seconds(whole, device, case["warmup"], case["repeats"])
+    return result
+
+
+def run_precision(args: argparse.Namespace) -> Dict:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = args.threads or torch.get_num_threads()
+    rows = []
+    for depth in args.depths:
+        for mode in args.modes:
+            case = dict(depth=depth, mode=mode, size=args.size, device=device, threads=threads, warmup=args.warmup,
+                        repeats=args.repeats, model=args.model)
+            logger.info("precision: %s", case)
+            rows.append(_run_isolated(_precision_case, case))
+    for row in rows:  # speed-up over fp32 (contiguous) at the same depth
+        ref = next(r for r in rows if r["depth"] == row["depth"] and r["mode"] == rows[0]["mode"])
+        row["backbone_speedup"] = ref["backbone_ms"] / row["backbone_ms"]
+        if args.model:
+            row["model_speedup"] = ref["model_ms"] / row["model_ms"]
+    columns = ["depth", "mode", "size", "backbone_ms", "backbone_speedup"]
+    if args.model:
+        columns += ["model_ms", "model_speedup"]
+    env = _environment(device, threads)
+    what = "ResNet backbone forward" + (" and Mask2Former ADE20K inference" if args.model else "")
+    print(f"{what}, {args.size}x{args.size}, "
+          f"on {device} ({threads} threads, {env['processor']}; bf16 CPU flags: {env.get('bf16_flags')}), median "
+          f"of {args.repeats}; speed-up over {rows[0]['mode']}")
+    print(_format_table(rows, columns))
+    return {"benchmark": "precision", "environment": env, "results": rows}
+
+
 def _environment(device: str, threads: int) -> Dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
            "processor": _cpu_name(), "threads": threads, "device": device}
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name()
+    env["bf16_flags"] = list(cpu_bf16_flags())
     return env
 
 
@@ -500,12 +577,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     post.add_argument("--repeats", type=int, default=5)
     post.add_argument("--json", type=Path, default=Path("output/benchmarks/semantic_post.json"),
                       help="where to write results")
+    prec = sub.add_parser("precision", help="backbone (and model) forward: fp32 vs bf16, NCHW vs channels_last")
+    prec.add_argument("--depths", type=int, nargs="+", default=[18, 50], help="ResNet depths")
+    prec.add_argument("--modes", nargs="+", choices=PRECISION_MODES, default=list(PRECISION_MODES))
+    prec.add_argument("--size", type=int, default=512, help="square input size in pixels")
+    prec.add_argument("--model", action="store_true", help="also time the whole model's inference")
+    prec.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    prec.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    prec.add_argument("--warmup", type=int, default=1)
+    prec.add_argument("--repeats", type=int, default=5)
+    prec.add_argument("--json", type=Path, default=Path("output/benchmarks/precision.json"),
+                      help="where to write results")
     args = parser.parse_args(argv)
     if args.benchmark == "semantic-post" and args.images is None:
         args.images = [[512, 512], [512, 683]]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     runners = {"msda": run_msda, "video": run_video, "ade20k-full": run_ade20k_full,
-               "semantic-post": run_semantic_post}
+               "semantic-post": run_semantic_post, "precision": run_precision}
     data = runners[args.benchmark](args)
     _write_json(data, args.json)
     print(f"wrote {args.json}")
