@@ -30,7 +30,8 @@ and the peak of live tensor bytes as ``ade20k-full``.
 
 ``precision`` times the ResNet backbone (``--depths``) of upstream's ADE20K Mask2Former config on one random
 ``--size`` image in float32 and under bfloat16 autocast, with NCHW or channels_last weights and input
-(``--modes``), and with ``--model`` the whole model's inference the same way; each case in a fresh process.
+(``--modes``), and with ``--model`` the whole model's inference the same way; one process per depth, the modes
+interleaved per repeat (every mode sees the same machine load).
 
 ``ade20k-full`` runs Mask2Former R50 (upstream's ADE20K semantic config with 847 classes, random weights) on
 one ``--size`` x ``--size`` image, with RankSeg off and on (``--topk``), through the semantic path as it was
@@ -454,42 +455,46 @@ PRECISION_MODES = ("fp32", "fp32+cl", "bf16", "bf16+cl")
 
 
 def _precision_case(case: Dict) -> Dict:
-    """One (depth, mode) timing: the ResNet backbone alone on a random normalised image, and with ``model`` the
-    whole ADE20K Mask2Former (150 classes) under MODEL.PRECISION; runs in its own process."""
+    """All ``modes`` of one depth in one process, interleaved per repeat (so every mode sees the same machine
+    load): the ResNet backbone alone on a random normalised image, and with ``model`` the whole ADE20K
+    Mask2Former (150 classes, random weights)."""
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
-    device, mode = case["device"], case["mode"]
+    device, size = case["device"], case["size"]
     cfg = get_cfg()
     cfg.merge_from_file(str(ADE20K_FULL_CONFIG))
     cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.RESNETS.DEPTH", case["depth"],
-                         "MODEL.RESNETS.RES2_OUT_CHANNELS", 64 if case["depth"] in (18, 34) else 256,
-                         "MODEL.PRECISION", "bf16" if mode.startswith("bf16") else "fp32"])
+                         "MODEL.RESNETS.RES2_OUT_CHANNELS", 64 if case["depth"] in (18, 34) else 256])
     model = build_model(cfg).to(device).eval()
-    channels_last = mode.endswith("+cl")
-    if channels_last:
-        model.backbone.to(memory_format=torch.channels_last)
-    bf16 = mode.startswith("bf16")
-    size = case["size"]
+    device_type = torch.device(device).type
     x = torch.randn(1, 3, size, size, device=device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-
-    def backbone() -> None:
-        with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
-                                             enabled=bf16):
-            model.backbone(x)
-
-    result = dict(case, backbone_ms=1e3 * _median_seconds(backbone, device, case["warmup"], case["repeats"]))
-    if case["model"]:
-        image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
-
-        def whole() -> None:
-            with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
-                                                 enabled=bf16):
-                model([{"image": image}])
-
-        result["model_ms"] = 1e3 * _median_seconds(whole, device, case["warmup"], case["repeats"])
-    return result
+    image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
+    times: Dict[str, Dict[str, List[float]]] = {m: {"backbone": [], "model": []} for m in case["modes"]}
+    for repeat in range(case["warmup"] + case["repeats"]):
+        for mode in case["modes"]:
+            layout = torch.channels_last if mode.endswith("+cl") else torch.contiguous_format
+            model.backbone.to(memory_format=layout)
+            inp = x.contiguous(memory_format=layout)
+            runs = {"backbone": functools.partial(model.backbone, inp)}
+            if case["model"]:
+                runs["model"] = lambda: model([{"image": image}])
+            for part, fn in runs.items():
+                with torch.no_grad(), torch.autocast(device_type=device_type, dtype=torch.bfloat16,
+                                                     enabled=mode.startswith("bf16")):
+                    _synchronize(device)
+                    start = time.perf_counter()
+                    fn()
+                    _synchronize(device)
+                if repeat >= case["warmup"]:
+                    times[mode][part].append(time.perf_counter() - start)
+    rows = []
+    for mode in case["modes"]:
+        row = dict(depth=case["depth"], mode=mode, size=size,
+                   backbone_ms=1e3 * statistics.median(times[mode]["backbone"]))
+        if case["model"]:
+            row["model_ms"] = 1e3 * statistics.median(times[mode]["model"])
+        rows.append(row)
+    return {"rows": rows}
 
 
 def run_precision(args: argparse.Namespace) -> Dict:
@@ -497,11 +502,10 @@ def run_precision(args: argparse.Namespace) -> Dict:
     threads = args.threads or torch.get_num_threads()
     rows = []
     for depth in args.depths:
-        for mode in args.modes:
-            case = dict(depth=depth, mode=mode, size=args.size, device=device, threads=threads, warmup=args.warmup,
-                        repeats=args.repeats, model=args.model)
-            logger.info("precision: %s", case)
-            rows.append(_run_isolated(_precision_case, case))
+        case = dict(depth=depth, modes=list(args.modes), size=args.size, device=device, threads=threads,
+                    warmup=args.warmup, repeats=args.repeats, model=args.model)
+        logger.info("precision: %s", case)
+        rows.extend(_run_isolated(_precision_case, case)["rows"])
     for row in rows:  # speed-up over fp32 (contiguous) at the same depth
         ref = next(r for r in rows if r["depth"] == row["depth"] and r["mode"] == rows[0]["mode"])
         row["backbone_speedup"] = ref["backbone_ms"] / row["backbone_ms"]
