@@ -124,6 +124,8 @@ def test_backbone_runs_in_bf16_and_losses_stay_float32(tmp_path, bf16_everywhere
 
 @pytest.mark.parametrize("rankseg", [False, True])
 def test_bf16_inference_argmax_agrees_with_fp32(tmp_path, bf16_everywhere, rankseg):
+    """A weak check: at the tiny model's default random initialisation one class wins nearly every pixel, so the
+    agreement (100 % here) says little; README gives the figures on trained synthetic models."""
     _, model = _tiny_model(tmp_path, "bf16", rankseg=rankseg)
     model.eval()
     g = torch.Generator().manual_seed(1)
