@@ -5,6 +5,8 @@
     python tools/benchmark.py msda --device cuda --dtypes float32 bfloat16 --sizes 512 1024
     python tools/benchmark.py msda --compile            # the same, each call inside torch.compile
     python tools/benchmark.py ade20k-full               # 847-class inference memory/time, RankSeg on and off
+    python tools/benchmark.py semantic-post             # post-processing after the decoder, before/after
+    python tools/benchmark.py precision --model         # fp32 vs bf16 (+ channels_last): backbone and model
 
     python tools/benchmark.py video --frames 24 --windows 0 8  # VideoMaskFormer inference memory vs window
 
@@ -21,6 +23,18 @@ resident set beyond the inputs.
 ``video`` runs VideoMaskFormer inference (random weights) on one random video of ``--frames`` frames of
 ``--size`` pixels for each ``--windows`` value (MODEL.MASK_FORMER.TEST.WINDOW_SIZE; 0 = all frames in one
 backbone pass), each in a fresh process: wall time of one run and peak memory beyond the model and the frames.
+
+``semantic-post`` times MaskFormer's semantic post-processing alone (random decoder outputs of the ADE20K-Full
+model: 100 queries, 847 classes, masks at 1/4 of the padded input), as it ran before (commit 3c7608e: masks
+upsampled to the padded size, scores for every class, crop + resize) and as it runs now (the crop upsampled only,
+no same-size resize, one score map per group of equal classes), with RankSeg off/on and both semantic outputs
+("scores" + argmax, "labels"); median of ``--repeats``, before and after interleaved (both see the same load),
+and the peak of live tensor bytes as ``ade20k-full``.
+
+``precision`` times the ResNet backbone (``--depths``) of upstream's ADE20K Mask2Former config on one random
+``--size`` image in float32 and under bfloat16 autocast, with NCHW or channels_last weights and input
+(``--modes``), and with ``--model`` the whole model's inference the same way; one process per depth, the modes
+interleaved per repeat (every mode sees the same machine load).
 
 ``ade20k-full`` runs Mask2Former R50 (upstream's ADE20K semantic config with 847 classes, random weights) on
 one ``--size`` x ``--size`` image, with RankSeg off and on (``--topk``), through the semantic path as it was
@@ -46,6 +60,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -56,9 +71,12 @@ from mask2former_rankseg.config import get_cfg
 from mask2former_rankseg.constants import SUPPRESSED_LOGIT
 from mask2former_rankseg.evaluation import semantic_output
 from mask2former_rankseg.modeling import build_model
-from mask2former_rankseg.modeling.meta_arch.postprocess import semantic_inference, semantic_labels
+from mask2former_rankseg.modeling.meta_arch.maskformer import MaskFormer
+from mask2former_rankseg.modeling.meta_arch.postprocess import semantic_labels
+from mask2former_rankseg.modeling.rankseg import scatter_back
 from mask2former_rankseg.ops import available_backend, ms_deform_attn
 from mask2former_rankseg.structures import sem_seg_postprocess
+from mask2former_rankseg.utils.precision import cpu_bf16_flags
 
 logger = logging.getLogger("benchmark")
 
@@ -284,29 +302,100 @@ ADE20K_FULL_QUERIES = 100
 MASK_STRIDE = 4  # Mask2Former predicts masks at 1/4 of the input
 
 
-def _postprocess_step(rankseg: bool, topk: int, size: int, path: str, device: str) -> Callable[[], None]:
-    """The semantic post-processing of MaskFormer._inference alone (semantic-only config), on random outputs of
-    the model's shapes: logits [Q, K+1] (with RankSeg: the suppressed logit outside the top-k), masks [Q, s/4, s/4]
-    upsampled to the input, scores cropped/resized to the output, argmax."""
+def _semantic_post_inputs(rankseg: bool, topk: int, padded: tuple, device: str, batch: int = 1):
+    """Random decoder outputs of the ADE20K-Full model's shapes: ranked logits [B, Q, k+1] (or [B, Q, K+1]) with
+    their ``topk_index`` [B, k+1] ("no object" last), and masks [B, Q, Hpad/4, Wpad/4]."""
     g = torch.Generator().manual_seed(0)
-    mask_cls = torch.randn(ADE20K_FULL_QUERIES, ADE20K_FULL_CLASSES + 1, generator=g)
     if rankseg:
-        keep = torch.cat([torch.randperm(ADE20K_FULL_CLASSES, generator=g)[:topk], torch.tensor([ADE20K_FULL_CLASSES])])
-        ranked = torch.full_like(mask_cls, SUPPRESSED_LOGIT)
-        ranked[:, keep] = mask_cls[:, keep]
-        mask_cls = ranked
-    low = torch.randn(1, ADE20K_FULL_QUERIES, size // MASK_STRIDE, size // MASK_STRIDE, generator=g)
-    mask_cls, low = mask_cls.to(device), low.to(device)
-    resize = functools.partial(sem_seg_postprocess, img_size=(size, size), output_height=size, output_width=size)
+        logits = torch.randn(batch, ADE20K_FULL_QUERIES, topk + 1, generator=g)
+        topk_index = torch.stack([torch.cat([torch.randperm(ADE20K_FULL_CLASSES, generator=g)[:topk],
+                                             torch.tensor([ADE20K_FULL_CLASSES])]) for _ in range(batch)])
+        topk_index = topk_index.to(device)
+    else:
+        logits, topk_index = torch.randn(batch, ADE20K_FULL_QUERIES, ADE20K_FULL_CLASSES + 1, generator=g), None
+    low = torch.randn(batch, ADE20K_FULL_QUERIES, padded[0] // MASK_STRIDE, padded[1] // MASK_STRIDE, generator=g)
+    return logits.to(device), topk_index, low.to(device)
 
-    def step() -> None:
-        masks = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0]
+
+def _semantic_post_old(logits, topk_index, low, padded, image_size, path: str):
+    """The semantic post-processing as MaskFormer._inference ran it before the crop-only path (commit 3c7608e):
+    masks upsampled to the padded size, scores over every class, crop + resize (also at the same size)."""
+    if topk_index is not None:
+        logits = scatter_back(logits, topk_index, ADE20K_FULL_CLASSES, SUPPRESSED_LOGIT)
+    masks = F.interpolate(low, size=padded, mode="bilinear", align_corners=False)
+    resize = functools.partial(sem_seg_postprocess, img_size=image_size, output_height=image_size[0],
+                               output_width=image_size[1])
+    for mask_cls, mask_pred in zip(logits, masks):
         if path == "scores":
-            resize(semantic_inference(mask_cls, masks)).argmax(0)
+            probs = F.softmax(mask_cls, dim=-1)[..., :-1]
+            resize(torch.einsum("qc,q...->c...", probs, mask_pred.sigmoid())).argmax(0)
         else:
-            semantic_labels(mask_cls, masks, resize)
+            semantic_labels(mask_cls, mask_pred, resize)
 
-    return step
+
+def _semantic_post_new(logits, topk_index, low, padded, image_size, path: str):
+    """MaskFormer._inference's semantic post-processing as it runs now (semantic-only config)."""
+    model = SimpleNamespace(num_classes=ADE20K_FULL_CLASSES, sem_seg_postprocess_before_inference=False,
+                            semantic_on=True, panoptic_on=False, instance_on=False, semantic_output=path)
+    images = SimpleNamespace(tensor=low.new_empty((low.shape[0], 0, *padded)), image_sizes=[image_size] * len(low))
+    inputs = [{"height": image_size[0], "width": image_size[1]}] * len(low)
+    for out in MaskFormer._inference(model, {"pred_logits": logits, "pred_masks": low}, inputs, images, None,
+                                     topk_index):
+        out["sem_seg"].argmax(0) if path == "scores" else out["sem_seg_labels"]
+
+
+def _postprocess_step(rankseg: bool, topk: int, size: int, path: str, device: str,
+                      impl: Callable = _semantic_post_new) -> Callable[[], None]:
+    """The semantic post-processing of MaskFormer._inference alone (semantic-only config, ``impl``), on random
+    outputs of the model's shapes: logits (with RankSeg: top-k scattered back, the suppressed logit elsewhere),
+    masks [Q, s/4, s/4] upsampled to the input, scores cropped/resized to the output, argmax."""
+    logits, topk_index, low = _semantic_post_inputs(rankseg, topk, (size, size), device)
+    return functools.partial(impl, logits, topk_index, low, (size, size), (size, size), path)
+
+
+def _semantic_post_case(case: Dict) -> Dict:
+    """Before/after timings of the semantic post-processing for one (RankSeg, path, size); own process."""
+    torch.set_num_threads(case["threads"])
+    device = case["device"]
+    padded, image_size = tuple(case["padded"]), tuple(case["image"])
+    inputs = _semantic_post_inputs(case["rankseg"], case["topk"], padded, device)
+    result = dict(case, padded=f"{padded[0]}x{padded[1]}", image=f"{image_size[0]}x{image_size[1]}")
+    steps = {name: functools.partial(impl, *inputs, padded, image_size, case["path"])
+             for name, impl in (("before", _semantic_post_old), ("after", _semantic_post_new))}
+    with torch.no_grad():
+        times: Dict[str, List[float]] = {name: [] for name in steps}
+        for repeat in range(case["warmup"] + case["repeats"]):  # interleaved: both see the same machine load
+            for name, step in steps.items():
+                _synchronize(device)
+                start = time.perf_counter()
+                step()
+                _synchronize(device)
+                if repeat >= case["warmup"]:
+                    times[name].append(time.perf_counter() - start)
+        for name, step in steps.items():
+            result[f"{name}_ms"] = 1e3 * statistics.median(times[name])
+            result[f"{name}_peak_mib"] = _peak_mib(step, device)
+    result["speedup"] = result["before_ms"] / result["after_ms"]
+    return result
+
+
+def run_semantic_post(args: argparse.Namespace) -> Dict:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = args.threads or torch.get_num_threads()
+    rows = []
+    for image in args.images:
+        padded = [-(-v // 32) * 32 for v in image]
+        for rankseg in (False, True):
+            for path in ("scores", "labels"):
+                case = dict(rankseg=rankseg, topk=args.topk if rankseg else 0, path=path, padded=padded,
+                            image=image, device=device, threads=threads, warmup=args.warmup, repeats=args.repeats)
+                logger.info("semantic-post: %s", case)
+                rows.append(_run_isolated(_semantic_post_case, case))
+    print(f"Semantic post-processing (MaskFormer._inference), {ADE20K_FULL_CLASSES} classes, {ADE20K_FULL_QUERIES} "
+          f"queries, on {device} ({threads} threads), median of {args.repeats}; before = commit 3c7608e's formula")
+    print(_format_table(rows, ["rankseg", "topk", "path", "padded", "image", "before_ms", "after_ms", "speedup",
+                               "before_peak_mib", "after_peak_mib"]))
+    return {"benchmark": "semantic-post", "environment": _environment(device, threads), "results": rows}
 
 
 def _peak_mib(fn: Callable[[], None], device: str) -> float:
@@ -370,11 +459,85 @@ def run_ade20k_full(args: argparse.Namespace) -> Dict:
     return {"benchmark": "ade20k-full", "environment": _environment(device, threads), "results": rows}
 
 
+PRECISION_MODES = ("fp32", "fp32+cl", "bf16", "bf16+cl")
+"""Backbone precision modes of ``precision``: float32 or bfloat16 autocast, contiguous (NCHW) or channels_last."""
+
+
+def _precision_case(case: Dict) -> Dict:
+    """All ``modes`` of one depth in one process, interleaved per repeat (so every mode sees the same machine
+    load): the ResNet backbone alone on a random normalised image, and with ``model`` the whole ADE20K
+    Mask2Former (150 classes, random weights)."""
+    torch.set_num_threads(case["threads"])
+    torch.manual_seed(0)
+    device, size = case["device"], case["size"]
+    cfg = get_cfg()
+    cfg.merge_from_file(str(ADE20K_FULL_CONFIG))
+    cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.RESNETS.DEPTH", case["depth"],
+                         "MODEL.RESNETS.RES2_OUT_CHANNELS", 64 if case["depth"] in (18, 34) else 256])
+    model = build_model(cfg).to(device).eval()
+    device_type = torch.device(device).type
+    x = torch.randn(1, 3, size, size, device=device)
+    image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
+    times: Dict[str, Dict[str, List[float]]] = {m: {"backbone": [], "model": []} for m in case["modes"]}
+    for repeat in range(case["warmup"] + case["repeats"]):
+        for mode in case["modes"]:
+            layout = torch.channels_last if mode.endswith("+cl") else torch.contiguous_format
+            model.backbone.to(memory_format=layout)
+            inp = x.contiguous(memory_format=layout)
+            runs = {"backbone": functools.partial(model.backbone, inp)}
+            if case["model"]:
+                runs["model"] = lambda: model([{"image": image}])
+            for part, fn in runs.items():
+                with torch.no_grad(), torch.autocast(device_type=device_type, dtype=torch.bfloat16,
+                                                     enabled=mode.startswith("bf16")):
+                    _synchronize(device)
+                    start = time.perf_counter()
+                    fn()
+                    _synchronize(device)
+                if repeat >= case["warmup"]:
+                    times[mode][part].append(time.perf_counter() - start)
+    rows = []
+    for mode in case["modes"]:
+        row = dict(depth=case["depth"], mode=mode, size=size,
+                   backbone_ms=1e3 * statistics.median(times[mode]["backbone"]))
+        if case["model"]:
+            row["model_ms"] = 1e3 * statistics.median(times[mode]["model"])
+        rows.append(row)
+    return {"rows": rows}
+
+
+def run_precision(args: argparse.Namespace) -> Dict:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = args.threads or torch.get_num_threads()
+    rows = []
+    for depth in args.depths:
+        case = dict(depth=depth, modes=list(args.modes), size=args.size, device=device, threads=threads,
+                    warmup=args.warmup, repeats=args.repeats, model=args.model)
+        logger.info("precision: %s", case)
+        rows.extend(_run_isolated(_precision_case, case)["rows"])
+    for row in rows:  # speed-up over fp32 (contiguous) at the same depth
+        ref = next(r for r in rows if r["depth"] == row["depth"] and r["mode"] == rows[0]["mode"])
+        row["backbone_speedup"] = ref["backbone_ms"] / row["backbone_ms"]
+        if args.model:
+            row["model_speedup"] = ref["model_ms"] / row["model_ms"]
+    columns = ["depth", "mode", "size", "backbone_ms", "backbone_speedup"]
+    if args.model:
+        columns += ["model_ms", "model_speedup"]
+    env = _environment(device, threads)
+    what = "ResNet backbone forward" + (" and Mask2Former ADE20K inference" if args.model else "")
+    print(f"{what}, {args.size}x{args.size}, "
+          f"on {device} ({threads} threads, {env['processor']}; bf16 CPU flags: {env.get('bf16_flags')}), median "
+          f"of {args.repeats}; speed-up over {rows[0]['mode']}")
+    print(_format_table(rows, columns))
+    return {"benchmark": "precision", "environment": env, "results": rows}
+
+
 def _environment(device: str, threads: int) -> Dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
            "processor": _cpu_name(), "threads": threads, "device": device}
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name()
+    env["bf16_flags"] = list(cpu_bf16_flags())
     return env
 
 
@@ -429,9 +592,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     full.add_argument("--repeats", type=int, default=3)
     full.add_argument("--json", type=Path, default=Path("output/benchmarks/ade20k_full.json"),
                       help="where to write results")
+    post = sub.add_parser("semantic-post", help="semantic post-processing after the decoder, before/after")
+    post.add_argument("--images", type=int, nargs=2, action="append", default=None, metavar=("H", "W"),
+                      help="image sizes (padded to multiples of 32); default 512x512 and 512x683")
+    post.add_argument("--topk", type=int, default=50, help="RankSeg's TOPK for the RankSeg cases")
+    post.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    post.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    post.add_argument("--warmup", type=int, default=1)
+    post.add_argument("--repeats", type=int, default=5)
+    post.add_argument("--json", type=Path, default=Path("output/benchmarks/semantic_post.json"),
+                      help="where to write results")
+    prec = sub.add_parser("precision", help="backbone (and model) forward: fp32 vs bf16, NCHW vs channels_last")
+    prec.add_argument("--depths", type=int, nargs="+", default=[18, 50], help="ResNet depths")
+    prec.add_argument("--modes", nargs="+", choices=PRECISION_MODES, default=list(PRECISION_MODES))
+    prec.add_argument("--size", type=int, default=512, help="square input size in pixels")
+    prec.add_argument("--model", action="store_true", help="also time the whole model's inference")
+    prec.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    prec.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    prec.add_argument("--warmup", type=int, default=1)
+    prec.add_argument("--repeats", type=int, default=5)
+    prec.add_argument("--json", type=Path, default=Path("output/benchmarks/precision.json"),
+                      help="where to write results")
     args = parser.parse_args(argv)
+    if args.benchmark == "semantic-post" and args.images is None:
+        args.images = [[512, 512], [512, 683]]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    runners = {"msda": run_msda, "video": run_video, "ade20k-full": run_ade20k_full}
+    runners = {"msda": run_msda, "video": run_video, "ade20k-full": run_ade20k_full,
+               "semantic-post": run_semantic_post, "precision": run_precision}
     data = runners[args.benchmark](args)
     _write_json(data, args.json)
     print(f"wrote {args.json}")

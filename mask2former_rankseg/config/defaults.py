@@ -395,8 +395,16 @@ def add_package_config(cfg: CN) -> None:
 
     ``MODEL.VIT`` and ``MODEL.BEIT``: the per-pixel family's transformer backbones, Segmenter's ViT and UPerNet's
     BEiT (mmseg backbones, which have no detectron2 keys; :func:`_add_vit_config`, :func:`_add_beit_config`).
+
+    ``MODEL.PRECISION``: ``"fp32"`` (the default) or ``"bf16"``: training and inference under
+    ``torch.autocast(device_type, dtype=torch.bfloat16)`` with the backbone in ``channels_last``, on the CPU and on
+    CUDA; the losses, the matcher's costs, RankSeg's LayerNorms over ranks, the post-processing after the decoder
+    and the deformable attention's sampling offsets, weights and locations stay float32. Where bfloat16 would not
+    pay (a CPU without ``amx_bf16`` / ``avx512_bf16``, a GPU without bfloat16) the model runs in float32 and says
+    why once in the log (:mod:`mask2former_rankseg.utils.precision`).
     """
     cfg.MODEL.MASK_FORMER.MASK_LOSS = "point_sampled_bce"
+    cfg.MODEL.PRECISION = "fp32"
     cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
     cfg.MODEL.MASK_FORMER.TRACK_CLASS_FROM_LAST_FRAME = False
     cfg.MODEL.RESNETS.CONTRACT_DILATION = False

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from .config import ConfigError
 
+PRECISIONS = ("fp32", "bf16")
+"""``MODEL.PRECISION`` values (``mask2former_rankseg.utils.precision``)."""
+
 VIDEO_DECODER = "VideoMultiScaleMaskedTransformerDecoder"
 _MASK_FORMER_INPUTS = {
     "MultiScaleMaskedTransformerDecoder": ("multi_scale_pixel_decoder",),
@@ -27,8 +30,17 @@ def validate_config(cfg) -> None:
         _check_decoder_input(cfg.MODEL.MASK_FORMER)
     if cfg.SOLVER.IMS_PER_BATCH <= 0:
         raise ConfigError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be positive.")
+    check_precision(cfg.MODEL.PRECISION)
     if len(cfg.MODEL.PIXEL_MEAN) != len(cfg.MODEL.PIXEL_STD):
         raise ConfigError("MODEL.PIXEL_MEAN and MODEL.PIXEL_STD must have the same length.")
+
+
+def check_precision(value) -> str:
+    """``MODEL.PRECISION`` or a ``ConfigError`` naming the key."""
+    if value not in PRECISIONS:
+        raise ConfigError(f"MODEL.PRECISION={value!r}: use one of {list(PRECISIONS)} ('fp32' the default, 'bf16' "
+                          "bfloat16 autocast with losses, matcher, rank LayerNorms and post-processing in float32).")
+    return value
 
 
 def _check_decoder_input(mf) -> None:

@@ -20,6 +20,7 @@ from torch import nn
 from ..config import ConfigError
 from ..data.transforms import ResizeShortestEdge
 from ..modeling import META_ARCH_REGISTRY, build_model
+from ..utils.precision import precision_context, prepare_model_for_precision
 from .checkpoint import Checkpointer
 from .defaults import resolve_device, warn_if_random_weights
 
@@ -82,7 +83,8 @@ class _ModelRunner:
             model = build_model(self.cfg)
             Checkpointer(model).load(cfg.MODEL.WEIGHTS, checkpointables=[])
         self.device = resolve_device(cfg.MODEL.DEVICE)
-        self.model = model.eval().to(self.device)
+        self.model = prepare_model_for_precision(model.eval().to(self.device), cfg.MODEL.PRECISION, self.device)
+        self.precision = cfg.MODEL.PRECISION
         self.resize = ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")
 
     def _to_input_format(self, image: np.ndarray, format: Optional[str]) -> np.ndarray:
@@ -129,7 +131,8 @@ class Predictor(_ModelRunner):
         image = self._to_input_format(image, format)
         height, width = image.shape[:2]
         tensor = self._resized_tensor(image, self.resize.get_transform(image))
-        return self.model([{"image": tensor, "height": height, "width": width}])[0]
+        with precision_context(self.precision, self.device):
+            return self.model([{"image": tensor, "height": height, "width": width}])[0]
 
 
 class VideoPredictor(_ModelRunner):
@@ -164,5 +167,6 @@ class VideoPredictor(_ModelRunner):
                                  "of a clip must have one size.")
         transform = self.resize.get_transform(frames[0])
         tensors = [self._resized_tensor(f, transform) for f in frames]
-        output = self.model([{"image": tensors, "height": height, "width": width}])
+        with precision_context(self.precision, self.device):
+            output = self.model([{"image": tensors, "height": height, "width": width}])
         return output[0] if isinstance(output, (list, tuple)) else output

@@ -32,6 +32,7 @@ from ..evaluation import (
 from ..modeling import build_model
 from ..utils import comm
 from ..utils.events import EventStorage, EventWriter
+from ..utils.precision import precision_context, prepare_model_for_precision, resolve_precision
 from . import hooks as hooks_module
 from .checkpoint import Checkpointer, CheckpointError
 from .defaults import OutputDirError, capture_rng_state, check_output_dir, resolve_device, restore_rng_state
@@ -51,9 +52,10 @@ class Trainer:
     ``.test(cfg, model)``).
 
     Each iteration: next batch; loss dict from the model in train mode (under ``torch.autocast`` +
-    ``GradScaler`` on CUDA with ``SOLVER.AMP.ENABLED``); a NaN/inf loss on any process stops training with
-    ``FloatingPointError``; backward; ``SOLVER.CLIP_GRADIENTS`` on the unscaled gradients; optimizer step;
-    then the hooks (LR schedule, checkpoints, evaluation, writers).
+    ``GradScaler`` on CUDA with ``SOLVER.AMP.ENABLED``; under bfloat16 autocast, without a scaler, with
+    ``MODEL.PRECISION`` "bf16", see :mod:`~mask2former_rankseg.utils.precision`); a NaN/inf loss on any process
+    stops training with ``FloatingPointError``; backward; ``SOLVER.CLIP_GRADIENTS`` on the unscaled gradients;
+    optimizer step; then the hooks (LR schedule, checkpoints, evaluation, writers).
 
     The ``build_*`` classmethods are the extension points (override them in a subclass). With several
     processes the model is wrapped in ``DistributedDataParallel``.
@@ -80,8 +82,12 @@ class Trainer:
                 broadcast_buffers=False, find_unused_parameters=False,
             )
         self.model = model
-        self.amp = bool(cfg.SOLVER.AMP.ENABLED) and self.device.type == "cuda"
-        if cfg.SOLVER.AMP.ENABLED and not self.amp:
+        self.precision = resolve_precision(cfg.MODEL.PRECISION, self.device)
+        self.amp = bool(cfg.SOLVER.AMP.ENABLED) and self.device.type == "cuda" and self.precision == "fp32"
+        if cfg.SOLVER.AMP.ENABLED and self.precision == "bf16":
+            logger.info("SOLVER.AMP.ENABLED is set with MODEL.PRECISION 'bf16': training under bfloat16 autocast "
+                        "(no float16 AMP, no gradient scaling).")
+        elif cfg.SOLVER.AMP.ENABLED and not self.amp:
             logger.info("SOLVER.AMP.ENABLED is set but the model runs on %s: training in float32 (AMP is for "
                         "CUDA only).", self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -111,7 +117,7 @@ class Trainer:
         device = resolve_device(cfg.MODEL.DEVICE)
         if device.startswith("cuda") and comm.get_world_size() > 1:
             device = f"cuda:{comm.get_local_rank()}"
-        model = model.to(device)
+        model = prepare_model_for_precision(model.to(device), cfg.MODEL.PRECISION, device)
         n_params = sum(p.numel() for p in model.parameters())
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("Model %s on %s: %.2fM parameters (%.2fM trainable)", type(model).__name__, device,
@@ -327,7 +333,8 @@ class Trainer:
         batch = self._next_batch()
         data_time = time.perf_counter() - start
 
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp), \
+                precision_context(self.precision, self.device):
             loss_dict = self.model(batch)
         if isinstance(loss_dict, torch.Tensor):
             loss_dict = {"total_loss": loss_dict}
@@ -454,7 +461,7 @@ class Trainer:
             loader = cls.build_test_loader(cfg, name)
             evaluator = (evaluators[idx] if evaluators is not None
                          else cls.build_evaluator(cfg, name, str(out_dir) if out_dir else None))
-            res = inference_on_dataset(model, loader, evaluator)
+            res = inference_on_dataset(model, loader, evaluator, precision=cfg.MODEL.PRECISION)
             results[name] = res
             if comm.is_main_process() and res:
                 if out_dir is not None:

@@ -18,6 +18,7 @@ from torch import nn
 from ..data.catalog import MetadataCatalog
 from ..utils import comm
 from ..utils.file_io import atomic_write
+from ..utils.precision import precision_context
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,8 @@ def semantic_output(model: nn.Module, mode: str) -> Iterator[None]:
 
 
 def inference_on_dataset(model: nn.Module, data_loader: Iterable[List[Dict]],
-                         evaluator: Optional[DatasetEvaluator], log_period_s: float = 5.0) -> Dict:
+                         evaluator: Optional[DatasetEvaluator], log_period_s: float = 5.0,
+                         precision: str = "fp32") -> Dict:
     """Run ``model`` on every batch of ``data_loader`` and feed ``evaluator``; return its results.
 
     The model runs in eval mode under ``torch.no_grad`` and its previous mode is restored. Progress
@@ -122,7 +124,9 @@ def inference_on_dataset(model: nn.Module, data_loader: Iterable[List[Dict]],
     out of the timings. ``evaluator=None`` only runs the model. On non-main processes of a distributed
     run the result is ``{}``. When the evaluator needs no ``sem_seg`` scores
     (``evaluator.needs_semantic_scores`` False) the model is run with ``semantic_output="labels"``, so no
-    [K, H, W] score tensor is made per image.
+    [K, H, W] score tensor is made per image. ``precision`` (``MODEL.PRECISION``): "bf16" runs the model under
+    bfloat16 autocast (:func:`~mask2former_rankseg.utils.precision.precision_context`; float32 where it would not
+    pay).
     """
     total_batches = len(data_loader) if hasattr(data_loader, "__len__") else None
     logger.info("Start inference on %s batches", total_batches if total_batches is not None else "?")
@@ -135,7 +139,9 @@ def inference_on_dataset(model: nn.Module, data_loader: Iterable[List[Dict]],
     timed_start, compute_time, timed_batches, timed_images = start, 0.0, 0, 0
     idx = -1
     mode = "scores" if getattr(evaluator, "needs_semantic_scores", True) else "labels"
-    with inference_context(model), torch.no_grad(), semantic_output(model, mode):
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    with inference_context(model), torch.no_grad(), semantic_output(model, mode), \
+            precision_context(precision, device):
         for idx, inputs in enumerate(data_loader):
             if idx == num_warmup:
                 timed_start, compute_time, timed_batches, timed_images = time.perf_counter(), 0.0, 0, 0

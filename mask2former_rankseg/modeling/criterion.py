@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils.precision import float32_region
 from .matcher import FOCAL_ALPHA, FOCAL_GAMMA, FULL_MASK_FOCAL, POINT_SAMPLED_BCE, check_mask_loss
 from .point_sample import calculate_uncertainty, get_uncertain_point_coords_with_randomness, point_sample
 
@@ -155,6 +156,7 @@ class SetCriterion(nn.Module):
             out.update(self.loss_masks(outputs, targets, indices, num_masks))
         return out
 
+    @float32_region  # MODEL.PRECISION bf16: the losses (and the matcher) in float32
     def forward(self, outputs: Dict, targets: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
         """outputs: "pred_logits", "pred_masks", optional "aux_outputs"; targets: per image "labels", "masks".
 

@@ -10,6 +10,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils.precision import float32_region
 from .point_sample import point_sample
 
 POINT_SAMPLED_BCE = "point_sampled_bce"
@@ -89,6 +90,7 @@ class HungarianMatcher(nn.Module):
         self.mask_loss = check_mask_loss(mask_loss)
 
     @torch.no_grad()
+    @float32_region  # the costs in float32 under bfloat16 autocast
     def forward(self, outputs: Dict[str, torch.Tensor], targets: Sequence[Dict[str, torch.Tensor]]
                 ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """

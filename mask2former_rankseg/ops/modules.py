@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -96,9 +96,7 @@ class MSDeformAttn(nn.Module):
         if input_padding_mask is not None:
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
         value = value.view(n, num_in, self.n_heads, self.d_model // self.n_heads)
-        offsets = self.sampling_offsets(query).view(n, num_q, self.n_heads, self.n_levels, self.n_points, 2)
-        weights = self.attention_weights(query).view(n, num_q, self.n_heads, self.n_levels * self.n_points)
-        weights = F.softmax(weights, -1).view(n, num_q, self.n_heads, self.n_levels, self.n_points)
+        offsets, weights = self._offsets_and_weights(query)
         if reference_points.shape[-1] == 2:
             normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1)
             locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
@@ -112,3 +110,16 @@ class MSDeformAttn(nn.Module):
             )
         out = ms_deform_attn(value, input_spatial_shapes, input_level_start_index, locations, weights)
         return self.output_proj(out)
+
+    def _offsets_and_weights(self, query: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Sampling offsets [N, Lq, H, L, P, 2] and attention weights [N, Lq, H, L, P], in float32 also under
+        autocast (MODEL.PRECISION bf16): a bfloat16 offset of a few pixels is off by up to 1/256 of its size, and
+        the locations built from it are what the kernel samples at (it keeps them in float32)."""
+        if torch.is_autocast_enabled(query.device.type):
+            with torch.autocast(device_type=query.device.type, enabled=False):
+                return self._offsets_and_weights(query.float())
+        n, num_q = query.shape[:2]
+        offsets = self.sampling_offsets(query).view(n, num_q, self.n_heads, self.n_levels, self.n_points, 2)
+        weights = self.attention_weights(query).view(n, num_q, self.n_heads, self.n_levels * self.n_points)
+        weights = F.softmax(weights, -1).view(n, num_q, self.n_heads, self.n_levels, self.n_points)
+        return offsets, weights

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from ...config import ConfigError
 from ...layers import ShapeSpec
+from ...utils.precision import Float32LayerNorm
 from ..rankseg.multilabel_head import Block, GroupWiseLinear
 from ..registry import SEM_SEG_HEAD_REGISTRY
 from .common import check_in_features
@@ -71,7 +72,7 @@ class MaskTransformerHead(nn.Module):
         self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff, dropout, rate) for rate in rates)
         self.proj_dec = nn.Linear(d_encoder, d_model)
         self.decoder_norm = nn.LayerNorm(d_model)
-        self.mask_norm = nn.LayerNorm(topk if topk is not None else num_classes)
+        self.mask_norm = Float32LayerNorm(topk if topk is not None else num_classes)
         self.apply(_init_weights)
         if not cls_emb_from_backbone:
             self.cls_emb = nn.Parameter(torch.empty(1, num_classes, d_model))

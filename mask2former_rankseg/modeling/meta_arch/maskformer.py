@@ -7,12 +7,12 @@ import logging
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from torch.nn import functional as F
 
 from ...constants import SUPPRESSED_LOGIT
 from ...data.catalog import MetadataCatalog
 from ...structures import ImageList, sem_seg_postprocess
 from ...utils.memory import retry_if_cuda_oom
+from ...utils.precision import float32_region
 from ..matcher import FULL_MASK_FOCAL
 from ..rankseg import multilabel_result, present_classes, scatter_back
 from ..registry import META_ARCH_REGISTRY
@@ -23,6 +23,7 @@ from .postprocess import (
     semantic_grouped_scores,
     semantic_inference,
     semantic_labels,
+    upsample_cropped,
 )
 
 logger = logging.getLogger(__name__)
@@ -157,36 +158,41 @@ class MaskFormer(MaskClassificationModel):
         return targets
 
     # inference ---------------------------------------------------------------------------------
+    @float32_region  # post-processing (softmax, sigmoid, class x mask product) in float32
     def _inference(self, outputs, batched_inputs, images, image_logits, topk_index) -> List[Dict]:
         mask_cls_results = outputs["pred_logits"]
         if topk_index is not None:
             mask_cls_results = scatter_back(mask_cls_results, topk_index, self.num_classes, SUPPRESSED_LOGIT)
-        mask_pred_results = F.interpolate(
-            outputs["pred_masks"], size=images.tensor.shape[-2:], mode="bilinear", align_corners=False
-        )
+        padded_size = tuple(images.tensor.shape[-2:])
         results = []
-        for i, (mask_cls, mask_pred, image_size) in enumerate(
-            zip(mask_cls_results, mask_pred_results, images.image_sizes)
+        for i, (mask_cls, low_masks, image_size) in enumerate(
+            zip(mask_cls_results, outputs["pred_masks"], images.image_sizes)
         ):
-            height = batched_inputs[i].get("height", image_size[0])
-            width = batched_inputs[i].get("width", image_size[1])
+            height = int(batched_inputs[i].get("height", image_size[0]))
+            width = int(batched_inputs[i].get("width", image_size[1]))
             result = {}
+            # the masks upsampled to the padded input and cropped to the image, computing the crop only
+            mask_pred = retry_if_cuda_oom(upsample_cropped)(low_masks, padded_size, image_size)
+            # resizing to the output size (a no-op when it is the input size, as without test-time resizing);
             # full-resolution post-processing falls back to the CPU on CUDA out-of-memory, as upstream's
+            resize = None
+            if (height, width) != tuple(mask_pred.shape[-2:]):
+                resize = retry_if_cuda_oom(functools.partial(sem_seg_postprocess, img_size=tuple(mask_pred.shape[-2:]),
+                                                             output_height=height, output_width=width))
             if self.sem_seg_postprocess_before_inference:
-                mask_pred = retry_if_cuda_oom(sem_seg_postprocess)(mask_pred, image_size, height, width)
+                if resize is not None:
+                    mask_pred = resize(mask_pred)
+                resize = None
                 mask_cls = mask_cls.to(mask_pred)
             if self.semantic_on:
-                resize = None
-                if not self.sem_seg_postprocess_before_inference:
-                    resize = retry_if_cuda_oom(functools.partial(sem_seg_postprocess, img_size=image_size,
-                                                                 output_height=height, output_width=width))
                 if self.semantic_output == "labels":
                     result["sem_seg_labels"] = retry_if_cuda_oom(semantic_labels)(mask_cls, mask_pred, resize)
                 elif self.semantic_output == "grouped":
                     result["sem_seg_grouped"] = retry_if_cuda_oom(semantic_grouped_scores)(mask_cls, mask_pred, resize)
-                else:
-                    sem_seg = retry_if_cuda_oom(semantic_inference)(mask_cls, mask_pred)
-                    result["sem_seg"] = sem_seg if resize is None else resize(sem_seg)
+                elif resize is None:
+                    result["sem_seg"] = retry_if_cuda_oom(semantic_inference)(mask_cls, mask_pred)
+                else:  # resize the distinct maps only (k + 1 with RankSeg), then copy them to their classes
+                    result["sem_seg"] = retry_if_cuda_oom(semantic_grouped_scores)(mask_cls, mask_pred, resize).dense()
             if self.panoptic_on:
                 result["panoptic_seg"] = retry_if_cuda_oom(panoptic_inference)(
                     mask_cls, mask_pred, self.thing_classes, self.object_mask_threshold, self.overlap_threshold,

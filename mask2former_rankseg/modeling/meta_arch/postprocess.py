@@ -21,6 +21,7 @@ __all__ = [
     "semantic_grouped_scores",
     "semantic_inference",
     "semantic_labels",
+    "upsample_cropped",
 ]
 
 SEMANTIC_LABELS_CHUNK_ELEMENTS = 2**24
@@ -31,10 +32,46 @@ SEMANTIC_LABELS_CHUNK_ELEMENTS = 2**24
 def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
     """Per-pixel class scores: [K, H, W] = sum_q softmax(mask_cls)[q, :K] * sigmoid(mask_pred)[q].
 
-    ``mask_pred`` may carry more axes after Q (e.g. [Q, T, H, W] for a clip -> [K, T, H, W]).
+    ``mask_pred`` may carry more axes after Q (e.g. [Q, T, H, W] for a clip -> [K, T, H, W]). Classes with
+    identical probability columns (with RankSeg: every class outside the top-k) get one map computed once and
+    copied (:func:`class_groups`): the same sums, G x Q instead of K x Q products per pixel.
     """
     probs = F.softmax(mask_cls, dim=-1)[..., :-1]
-    return torch.einsum("qc,q...->c...", probs, mask_pred.sigmoid())
+    masks = mask_pred.sigmoid()
+    group_probs, class_group, _ = class_groups(probs)
+    if group_probs.shape[0] == probs.shape[-1]:  # every class has its own map
+        return torch.einsum("qc,q...->c...", probs, masks)
+    return torch.einsum("gq,q...->g...", group_probs, masks)[class_group]
+
+
+def upsample_cropped(masks: torch.Tensor, padded_size: Tuple[int, int], image_size: Tuple[int, int]) -> torch.Tensor:
+    """``F.interpolate(masks, padded_size, mode="bilinear")[..., :h, :w]`` computing only the rows and columns the
+    crop keeps (and at most a few more).
+
+    When the padded size is an integer multiple ``s`` of the mask size along an axis (Mask2Former's masks are at
+    1/4 of the padded input), output pixel ``i`` reads mask pixels ``floor((i + 0.5) / s - 0.5)`` and the next one
+    with weights that depend on ``i`` only, so the first ``h // s + 2`` mask rows upsampled with the same scale
+    give the same first ``h`` rows. Other ratios upsample to the padded size and crop.
+
+    Args:
+        masks: [..., h_low, w_low] (at least 3 axes; a leading [Q] is treated as channels).
+        padded_size: (Hpad, Wpad) of the network input. image_size: (h, w) of the image inside the padding.
+    Returns:
+        [..., h, w].
+    """
+    low = tuple(masks.shape[-2:])
+    padded = (int(padded_size[0]), int(padded_size[1]))
+    crop = (int(image_size[0]), int(image_size[1]))
+    lead = masks.shape[:-2]
+    x = masks.reshape(1, -1, *low)
+    if all(p % n == 0 for p, n in zip(padded, low)):
+        scale = [p // n for p, n in zip(padded, low)]
+        keep = [min(n, c // s + 2) for n, c, s in zip(low, crop, scale)]
+        x = F.interpolate(x[..., : keep[0], : keep[1]], scale_factor=(float(scale[0]), float(scale[1])),
+                          mode="bilinear", align_corners=False, recompute_scale_factor=False)
+    else:
+        x = F.interpolate(x, size=padded, mode="bilinear", align_corners=False)
+    return x[0, :, : crop[0], : crop[1]].reshape(*lead, *crop)
 
 
 def class_groups(probs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from ...config import ConfigError
 from ...structures import ImageList
+from ...utils.precision import float32_region
 from ..build import build_backbone, build_sem_seg_head
 from ..heads import build_aux_head
 from ..rankseg import (
@@ -300,6 +301,7 @@ class SemanticSegmentor(nn.Module):
             losses["loss_ml"] = multilabel_loss(self.ml_loss, image_logits, present, self.ml_loss_weight)
         return losses
 
+    @float32_region
     def _pixel_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return pixel_cross_entropy(logits, labels, self.ignore_label, self.loss_type)
 
@@ -326,7 +328,7 @@ class SemanticSegmentor(nn.Module):
         _, logits, image_logits, topk_index = self._ranked_logits(padded, present)
         if topk_index is not None:
             logits = scatter_back_maps(logits, topk_index, self.num_classes)
-        logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits.float(), size=padded.shape[-2:], mode="bilinear", align_corners=False)
         return logits[:, :, :height, :width], image_logits, topk_index
 
     def _slide_logits(self, x: torch.Tensor, present: Optional[torch.Tensor]
@@ -377,6 +379,7 @@ class SemanticSegmentor(nn.Module):
             results.append(result)
         return results
 
+    @float32_region
     def _semantic_result(self, logits: torch.Tensor) -> Dict:
         """logits [K, H, W] -> the output of :attr:`semantic_output`."""
         if self.semantic_output == "labels":

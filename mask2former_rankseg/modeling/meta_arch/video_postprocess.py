@@ -13,6 +13,7 @@ from typing import Dict, Tuple
 import torch
 from torch.nn import functional as F
 
+from ...utils.precision import float32_region
 from .postprocess import semantic_inference
 
 VIDEO_TOPK = 10
@@ -29,6 +30,7 @@ def resize_frame_masks(mask_logits: torch.Tensor, padded_size: Size, image_size:
     return F.interpolate(resized, size=output_size, mode="bilinear", align_corners=False)
 
 
+@float32_region
 def video_instance_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor, padded_size: Size, image_size: Size,
                              output_size: Size, topk: int = VIDEO_TOPK) -> Dict[str, object]:
     """The ``topk`` best (query, class) pairs of the video as video instances.
@@ -56,6 +58,7 @@ def video_instance_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor, pa
     }
 
 
+@float32_region
 def video_semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor, padded_size: Size, image_size: Size,
                              output_size: Size) -> torch.Tensor:
     """Per-frame semantic labels [T, height, width] (int64, cpu): the argmax over K of

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...utils.precision import Float32LayerNorm
+
 __all__ = ["SelectedLabelClassifier"]
 
 
@@ -29,7 +31,7 @@ class SelectedLabelClassifier(nn.Module):
         self.cls_bias_emb = nn.Parameter(torch.empty(1, num_classes))
         nn.init.trunc_normal_(self.cls_emb, std=0.02)
         nn.init.trunc_normal_(self.cls_bias_emb, std=0.02)
-        self.norm = nn.LayerNorm(topk)
+        self.norm = Float32LayerNorm(topk)
 
     @property
     def class_embedding(self) -> torch.Tensor:

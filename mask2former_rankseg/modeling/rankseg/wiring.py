@@ -17,6 +17,7 @@ from torch import nn
 
 from ...config import ConfigError
 from ...constants import SUPPRESSED_LOGIT
+from ...utils.precision import Float32LayerNorm, float32_region
 from .losses import AsymmetricLoss
 from .multilabel_head import MultiLabelHead
 from .selection import check_topk, gather_ranked, remap_targets, select_topk, suppress_absent
@@ -88,7 +89,7 @@ def rankseg_kwargs_from_config(cfg, d_encoder: int) -> Dict[str, object]:
         return {}
     return {
         "ml_head": MultiLabelHead.from_config(cfg, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, d_encoder),
-        "ml_norm": nn.LayerNorm(rs.TOPK + 1),
+        "ml_norm": Float32LayerNorm(rs.TOPK + 1),
         **rankseg_settings_from_config(cfg),
     }
 
@@ -218,6 +219,7 @@ def ranked_targets(targets: List[Dict[str, torch.Tensor]], topk_index: Optional[
     return remap_targets(targets, topk_index, num_classes)
 
 
+@float32_region
 def multilabel_loss(ml_loss: nn.Module, image_logits: torch.Tensor, present: torch.Tensor,
                     weight: float) -> torch.Tensor:
     """``loss_ml``: ``ml_loss`` of the image logits [B, K] against the categories present [B, K] bool, times
