@@ -34,10 +34,13 @@ def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch
 
     ``mask_pred`` may carry more axes after Q (e.g. [Q, T, H, W] for a clip -> [K, T, H, W]). Classes with
     identical probability columns (with RankSeg: every class outside the top-k) get one map computed once and
-    copied (:func:`class_groups`): the same sums, G x Q instead of K x Q products per pixel.
+    copied (:func:`class_groups`): the same sums, G x Q instead of K x Q products per pixel. Under
+    ``torch.compile`` / ``torch.export`` every class gets its own map (the same result; no data-dependent shape).
     """
     probs = F.softmax(mask_cls, dim=-1)[..., :-1]
     masks = mask_pred.sigmoid()
+    if torch.compiler.is_compiling():  # the grouping's size depends on the values: one map per class when traced
+        return torch.einsum("qc,q...->c...", probs, masks)
     group_probs, class_group, _ = class_groups(probs)
     if group_probs.shape[0] == probs.shape[-1]:  # every class has its own map
         return torch.einsum("qc,q...->c...", probs, masks)
