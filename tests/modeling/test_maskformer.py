@@ -202,3 +202,25 @@ def test_maskformer_uses_full_mask_focal_criterion_and_matcher():
     assert type(model.sem_seg_head.predictor).__name__ == "StandardTransformerDecoder"
     assert type(model.sem_seg_head.pixel_decoder).__name__ == "BasePixelDecoder"
     assert len([k for k in model.criterion.weight_dict if k.startswith("loss_mask")]) == 6  # deep supervision
+
+
+def test_semantic_masks_are_resized_before_they_are_combined_as_upstream_rankseg():
+    """Upstream RankSeg's MaskFormer always resizes the mask logits to the output size before combining them with
+    the class scores; so does the Mask2Former family here, whatever SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE says.
+    With an output size unlike the input's (a test-time resize) the order changes the scores; MaskFormer's configs
+    keep upstream MaskFormer's key."""
+    cfg = _tiny_cfg(SYNTHETIC_RANKSEG, "MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE", False)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    assert model.sem_seg_postprocess_before_inference
+    inputs = [dict(item, height=75, width=61) for item in _batch(12, size=48, with_gt=False)]
+    with torch.no_grad():
+        before = model(inputs)[0]["sem_seg"]
+        model.sem_seg_postprocess_before_inference = False  # the other order, for comparison
+        after = model(inputs)[0]["sem_seg"]
+    assert before.shape == after.shape == (12, 75, 61)
+    assert (before - after).abs().max() > 1e-4  # the order matters at another output size
+    focal = _tiny_cfg(MASKFORMER, "MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE", False)
+    assert not build_model(focal).sem_seg_postprocess_before_inference
+    focal.MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = True
+    assert build_model(focal).sem_seg_postprocess_before_inference
