@@ -124,3 +124,23 @@ def test_release_pth_with_counters_and_optimizer_state_loads_safely(tmp_path):
 
 class _Arbitrary:
     pass
+
+
+def test_get_builds_the_model_of_a_zoo_name_with_its_released_weights(tmp_path, monkeypatch):
+    """model_zoo.get(name, trained=True): the entry's config, built, its checkpoint loaded through zoo://, in eval
+    mode (a small synthetic entry stands in for the released ones, which are far too big to fetch in a test)."""
+    config = "synthetic/maskformer2_R18_synthetic-rankseg.yaml"
+    reference = model_zoo.get_config_file  # the real lookup, checked on the stand-in's config name
+    monkeypatch.setitem(ZOO, "test/tiny", ZooEntry("test/tiny", config, "https://example.org/t/tiny.pth", "-"))
+    assert reference("test/tiny").name == "maskformer2_R18_synthetic-rankseg.yaml"
+    torch.manual_seed(1)
+    released = model_zoo.get("test/tiny", trained=False, device="cpu")
+    assert not released.training and released.ml_head is not None
+    path = tmp_path / "tiny.pth"
+    torch.save({"model": released.state_dict(), "iteration": 3000}, path)
+    monkeypatch.setattr(urls, "_path_manager", lambda: _Downloads(path))
+    torch.manual_seed(2)
+    model = model_zoo.get("test/tiny", trained=True, device="cpu")
+    assert not model.training
+    for (name, a), b in zip(model.state_dict().items(), released.state_dict().values()):
+        assert torch.equal(a, b), name
