@@ -119,9 +119,9 @@ class CfgNode(_FvcoreCfgNode):
             node._set_checked(parts[-1], value, full_key, source)
         _warn_aliases(aliased, source)
 
-    def _suggest(self, full_key: str) -> str:
-        """" Did you mean ...?" with the closest valid full keys, or an empty string."""
-        close = difflib.get_close_matches(full_key, _full_keys(self), n=3, cutoff=0.75)
+    def _suggest(self, full_key: str, prefix: str = "") -> str:
+        """" Did you mean ...?" with the closest valid keys below this node (``prefix`` + their path), or ""."""
+        close = difflib.get_close_matches(full_key, [f"{prefix}{k}" for k in _full_keys(self)], n=3, cutoff=0.75)
         return f" Did you mean {' or '.join(repr(k) for k in close)}?" if close else ""
 
     def _merge_dict(self, data: Dict[str, Any], source: str, aliased: set, prefix: str = "") -> None:
@@ -131,11 +131,9 @@ class CfgNode(_FvcoreCfgNode):
             full_key = _resolve_alias(f"{prefix}{key}", aliased)
             key = full_key.rsplit(".", 1)[-1]
             if key not in self:
-                close = difflib.get_close_matches(full_key, [f"{prefix}{k}" for k in _full_keys(self)], n=3,
-                                                  cutoff=0.75)
-                hint = f"Did you mean {' or '.join(repr(k) for k in close)}?" if close else (
-                    "Check its spelling against mask2former_rankseg.config.get_cfg().")
-                raise ConfigError(f"Unknown config key {full_key!r} in {source}. {hint}")
+                hint = self._suggest(full_key, prefix) or (
+                    " Check its spelling against mask2former_rankseg.config.get_cfg().")
+                raise ConfigError(f"Unknown config key {full_key!r} in {source}.{hint}")
             current = self[key]
             if isinstance(current, _FvcoreCfgNode):
                 if not isinstance(value, dict):

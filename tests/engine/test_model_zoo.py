@@ -84,6 +84,9 @@ def test_zoo_names_load_through_the_checkpointer_with_an_md5_check(tmp_path, mon
     Checkpointer(model).load("zoo://test/good", checkpointables=[])
     assert torch.equal(model[0].weight, torch.load(source)["model"]["0.weight"])
     assert downloads.calls == ["https://example.org/a/good.pth"]
+    marker = tmp_path / f"release.pth.md5-{md5[:6]}"
+    assert marker.is_file()  # checked once: later loads do not hash the file again
+    assert zoo.check_md5_prefix(str(source), md5[:6])
 
     bad_md5 = "000000" if not md5.startswith("000000") else "ffffff"
     monkeypatch.setitem(ZOO, "test/bad", ZooEntry("test/bad", None, "https://example.org/a/bad.pth", "-", bad_md5))

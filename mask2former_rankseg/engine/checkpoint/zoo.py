@@ -7,6 +7,7 @@ iopath's cache by :func:`~.urls.local_checkpoint_path`)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Dict, Optional
@@ -116,11 +117,19 @@ def zoo_entry(name: str) -> ZooEntry:
 
 
 def check_md5_prefix(path: str, prefix: Optional[str]) -> bool:
-    """Whether the md5 of the file at ``path`` starts with ``prefix`` (True when no prefix is known)."""
+    """Whether the md5 of the file at ``path`` starts with ``prefix`` (True when no prefix is known). A passed check
+    leaves ``<path>.md5-<prefix>`` beside the file, so a cached checkpoint is hashed once, not at every load."""
     if not prefix:
+        return True
+    marker = f"{path}.md5-{prefix}"
+    if os.path.isfile(marker) and os.path.getmtime(marker) >= os.path.getmtime(path):
         return True
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest().startswith(prefix)
+    if not digest.hexdigest().startswith(prefix):
+        return False
+    with open(marker, "w", encoding="utf-8"):
+        pass
+    return True
