@@ -7,6 +7,7 @@ Module names follow upstream Mask2Former so official checkpoints load by name:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -236,11 +237,16 @@ class MSDeformAttnPixelDecoder(nn.Module):
         if missing:
             raise KeyError(f"MSDeformAttnPixelDecoder: features {missing} missing from the input (got "
                            f"{sorted(features)}); the backbone must return MODEL.SEM_SEG_HEAD.IN_FEATURES.")
-        # Deformable attention runs in float32, as upstream (no half-precision sampling).
-        with torch.autocast(device_type=next(iter(features.values())).device.type, enabled=False):
+        device_type = next(iter(features.values())).device.type
+        # Under float16 autocast (SOLVER.AMP) the pixel decoder runs in float32, as upstream's (float16 overflows
+        # in the encoder). bfloat16 (MODEL.PRECISION bf16) has float32's range: convolutions and linear layers
+        # run in bfloat16 there, while MSDeformAttn keeps its sampling offsets and attention weights in float32.
+        in_float32 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
+        cast = (lambda t: t.float()) if in_float32 else (lambda t: t)
+        with torch.autocast(device_type=device_type, enabled=False) if in_float32 else contextlib.nullcontext():
             srcs, pos = [], []
             for idx, name in enumerate(self.transformer_in_features[::-1]):
-                x = features[name].float()
+                x = cast(features[name])
                 srcs.append(self.input_proj[idx](x))
                 pos.append(self.pe_layer(x))
             memory, _, _ = self.transformer(srcs, pos)
@@ -251,7 +257,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
                 for z, (h, w) in zip(memory.split([h * w for h, w in shapes], dim=1), shapes)
             ]
             for idx, name in enumerate(self.in_features[: self.num_fpn_levels][::-1]):
-                lateral = self.lateral_convs[idx](features[name].float())
+                lateral = self.lateral_convs[idx](cast(features[name]))
                 top_down = F.interpolate(out[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False)
                 out.append(self.output_convs[idx](lateral + top_down))
             multi_scale_features = out[: self.maskformer_num_feature_levels]

@@ -239,6 +239,9 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         auxiliary predictions hold ``pred_logits`` only (their masks are freed as soon as the next layer's
         attention mask is made)."""
         batch = src[0].shape[1]
+        # Every prediction reads the mask features as [B, D, H*W]: one contiguous copy here instead of one per
+        # prediction when they arrive channels_last (MODEL.PRECISION bf16 keeps the backbone's maps channels_last).
+        mask_features = mask_features.contiguous()
         query_embed = self.query_embed.weight.unsqueeze(1).expand(-1, batch, -1)
         output = self.query_feat.weight.unsqueeze(1).expand(-1, batch, -1)
 
