@@ -402,9 +402,14 @@ def add_package_config(cfg: CN) -> None:
     and the deformable attention's sampling offsets, weights and locations stay float32. Where bfloat16 would not
     pay (a CPU without ``amx_bf16`` / ``avx512_bf16``, a GPU without bfloat16) the model runs in float32 and says
     why once in the log (:mod:`mask2former_rankseg.utils.precision`).
+
+    ``MODEL.COMPILE``: ``True`` compiles the model's forward in place with ``torch.compile`` (inductor, mode
+    default; parameter names unchanged) for training, evaluation and the predictor; the first call compiles (minutes
+    on a small CPU).
     """
     cfg.MODEL.MASK_FORMER.MASK_LOSS = "point_sampled_bce"
     cfg.MODEL.PRECISION = "fp32"
+    cfg.MODEL.COMPILE = False
     cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE = 32
     cfg.MODEL.MASK_FORMER.TRACK_CLASS_FROM_LAST_FRAME = False
     cfg.MODEL.RESNETS.CONTRACT_DILATION = False

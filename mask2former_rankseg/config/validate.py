@@ -31,6 +31,8 @@ def validate_config(cfg) -> None:
     if cfg.SOLVER.IMS_PER_BATCH <= 0:
         raise ConfigError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be positive.")
     check_precision(cfg.MODEL.PRECISION)
+    if not isinstance(cfg.MODEL.COMPILE, bool):
+        raise ConfigError(f"MODEL.COMPILE={cfg.MODEL.COMPILE!r}: use True (torch.compile the model) or False.")
     if len(cfg.MODEL.PIXEL_MEAN) != len(cfg.MODEL.PIXEL_STD):
         raise ConfigError("MODEL.PIXEL_MEAN and MODEL.PIXEL_STD must have the same length.")
 

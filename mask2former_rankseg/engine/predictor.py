@@ -20,7 +20,7 @@ from torch import nn
 from ..config import ConfigError
 from ..data.transforms import ResizeShortestEdge
 from ..modeling import META_ARCH_REGISTRY, build_model
-from ..utils.precision import precision_context, prepare_model_for_precision
+from ..utils.precision import compile_model, precision_context, prepare_model_for_precision
 from .checkpoint import Checkpointer
 from .defaults import resolve_device, warn_if_random_weights
 
@@ -82,6 +82,7 @@ class _ModelRunner:
             warn_if_random_weights(cfg, allow_random_weights, "allow_random_weights=True")
             model = build_model(self.cfg)
             Checkpointer(model).load(cfg.MODEL.WEIGHTS, checkpointables=[])
+            compile_model(model, cfg.MODEL.COMPILE)
         self.device = resolve_device(cfg.MODEL.DEVICE)
         self.model = prepare_model_for_precision(model.eval().to(self.device), cfg.MODEL.PRECISION, self.device)
         self.precision = cfg.MODEL.PRECISION

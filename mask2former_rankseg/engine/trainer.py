@@ -32,7 +32,7 @@ from ..evaluation import (
 from ..modeling import build_model
 from ..utils import comm
 from ..utils.events import EventStorage, EventWriter
-from ..utils.precision import precision_context, prepare_model_for_precision, resolve_precision
+from ..utils.precision import compile_model, precision_context, prepare_model_for_precision, resolve_precision
 from . import hooks as hooks_module
 from .checkpoint import Checkpointer, CheckpointError
 from .defaults import OutputDirError, capture_rng_state, check_output_dir, resolve_device, restore_rng_state
@@ -118,6 +118,7 @@ class Trainer:
         if device.startswith("cuda") and comm.get_world_size() > 1:
             device = f"cuda:{comm.get_local_rank()}"
         model = prepare_model_for_precision(model.to(device), cfg.MODEL.PRECISION, device)
+        compile_model(model, cfg.MODEL.COMPILE)
         n_params = sum(p.numel() for p in model.parameters())
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("Model %s on %s: %.2fM parameters (%.2fM trainable)", type(model).__name__, device,

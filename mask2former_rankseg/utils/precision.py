@@ -32,6 +32,7 @@ __all__ = [
     "PRECISIONS",
     "Float32LayerNorm",
     "check_precision",
+    "compile_model",
     "cpu_bf16_flags",
     "float32_region",
     "precision_context",
@@ -111,6 +112,17 @@ def prepare_model_for_precision(model: nn.Module, precision: str, device: Union[
         target = getattr(model, "module", model)  # DistributedDataParallel
         target = getattr(target, "backbone", target)
         target.to(memory_format=torch.channels_last)
+    return model
+
+
+def compile_model(model: nn.Module, enabled: bool) -> nn.Module:
+    """``MODEL.COMPILE``: with ``enabled``, ``model.compile()`` -- ``torch.compile`` (inductor, mode default) of the
+    forward in place, so parameter and buffer names (checkpoints) stay as they are. The first forward in each mode
+    (training, evaluation) compiles. Returns ``model``."""
+    if enabled:
+        logger.info("MODEL.COMPILE: compiling %s's forward with torch.compile (inductor); the first call in each "
+                    "mode compiles (minutes on a small CPU).", type(model).__name__)
+        model.compile()
     return model
 
 

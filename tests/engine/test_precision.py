@@ -165,3 +165,43 @@ def test_deformable_attention_sampling_offsets_stay_float32(bf16_everywhere):
         assert torch.nn.functional.linear(query, attn.value_proj.weight).dtype == torch.bfloat16
     assert offsets.dtype == torch.float32 and weights.dtype == torch.float32
     torch.testing.assert_close(offsets, attn._offsets_and_weights(query)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_pixel_decoder_runs_in_bf16_but_in_float32_under_float16_autocast(tmp_path, bf16_everywhere, dtype):
+    """bfloat16 has float32's range, so the deformable encoder's linear layers and the FPN convolutions run in it;
+    under float16 autocast (SOLVER.AMP) the pixel decoder runs in float32, as upstream's. The sampling offsets
+    are float32 either way."""
+    _, model = _tiny_model(tmp_path, "bf16")
+    decoder = model.sem_seg_head.pixel_decoder
+    layer = decoder.transformer.encoder.layers[0]
+    seen = {"linear1": [], "mask_features": [], "sampling_offsets": []}
+    handles = [_record_dtypes(layer.linear1, seen["linear1"]), _record_dtypes(decoder.mask_features,
+                                                                             seen["mask_features"]),
+               _record_dtypes(layer.self_attn.sampling_offsets, seen["sampling_offsets"])]
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
+        out = model([{"image": torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)}])
+    for handle in handles:
+        handle.remove()
+    expected = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
+    assert seen["linear1"] == [expected] and seen["mask_features"] == [expected]
+    assert seen["sampling_offsets"] == [torch.float32]
+    assert out[0]["sem_seg"].dtype == torch.float32
+
+
+def test_model_compile_key_compiles_in_place_and_keeps_parameter_names(tmp_path):
+    """MODEL.COMPILE: Trainer.build_model compiles the forward in place (nn.Module.compile), so checkpoints keep
+    their names; a non-bool value is refused naming the key. (Running the compiled model is tests/modeling/
+    test_compile.py's job.)"""
+    cfg = tiny_mask2former_cfg(tmp_path, [*TINY_LABELS])
+    plain = Trainer.build_model(cfg)
+    assert plain._compiled_call_impl is None
+    cfg.defrost()
+    cfg.MODEL.COMPILE = True
+    compiled = Trainer.build_model(cfg)
+    assert compiled._compiled_call_impl is not None
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    cfg.MODEL.COMPILE = "yes"
+    with pytest.raises(ConfigError, match="MODEL.COMPILE"):
+        validate_model_config(cfg)
