@@ -7,6 +7,9 @@
     python tools/benchmark.py ade20k-full               # 847-class inference memory/time, RankSeg on and off
     python tools/benchmark.py semantic-post             # post-processing after the decoder, before/after
     python tools/benchmark.py precision --model         # fp32 vs bf16 (+ channels_last): backbone and model
+    python tools/benchmark.py fast-path                 # fp32 vs bf16: R50 inference and training step
+    python tools/benchmark.py fast-path --modes fp32 bf16 fp32+compile bf16+compile --models rankseg
+    python tools/benchmark.py agreement output/synthetic_rankseg  # fp32 vs bf16 predictions of a trained run
 
     python tools/benchmark.py video --frames 24 --windows 0 8  # VideoMaskFormer inference memory vs window
 
@@ -36,6 +39,16 @@ and the peak of live tensor bytes as ``ade20k-full``.
 (``--modes``), and with ``--model`` the whole model's inference the same way; one process per depth, the modes
 interleaved per repeat (every mode sees the same machine load).
 
+``fast-path`` times upstream's ADE20K-150 R50 Mask2Former (``--models``: baseline, RankSeg; random weights) in
+each ``--modes`` (MODEL.PRECISION fp32 or bf16, eager or ``torch.compile``d): inference of one ``--size`` image
+(post-processing included) and a training step on ``--batch`` images with random ground truth (forward with the
+losses, backward, the config's optimizer step). One process per model; every mode's copy starts from the same
+weights; modes interleaved per repeat. ``runs_in`` says what bf16 resolved to on this machine (the fallback).
+
+``agreement`` runs a trained semantic model (a training run's directory) over its test set in fp32 and in bf16
+(same weights) and reports the argmax agreement over all pixels and over labelled pixels (those the ground truth
+does not mark ignore) and both mIoUs.
+
 ``ade20k-full`` runs Mask2Former R50 (upstream's ADE20K semantic config with 847 classes, random weights) on
 one ``--size`` x ``--size`` image, with RankSeg off and on (``--topk``), through the semantic path as it was
 ("scores": ``sem_seg`` [K, H, W], then the evaluator's argmax) and as evaluation now runs it ("labels":
@@ -63,20 +76,28 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from mask2former_rankseg.config import get_cfg
 from mask2former_rankseg.constants import SUPPRESSED_LOGIT
+from mask2former_rankseg.engine import Checkpointer, Trainer
 from mask2former_rankseg.evaluation import semantic_output
 from mask2former_rankseg.modeling import build_model
 from mask2former_rankseg.modeling.meta_arch.maskformer import MaskFormer
 from mask2former_rankseg.modeling.meta_arch.postprocess import semantic_labels
 from mask2former_rankseg.modeling.rankseg import scatter_back
 from mask2former_rankseg.ops import available_backend, ms_deform_attn
-from mask2former_rankseg.structures import sem_seg_postprocess
-from mask2former_rankseg.utils.precision import cpu_bf16_flags
+from mask2former_rankseg.structures import Instances, sem_seg_postprocess
+from mask2former_rankseg.utils.precision import (
+    cpu_bf16_flags,
+    precision_context,
+    prepare_model_for_precision,
+    resolve_precision,
+)
 
 logger = logging.getLogger("benchmark")
 
@@ -532,6 +553,170 @@ def run_precision(args: argparse.Namespace) -> Dict:
     return {"benchmark": "precision", "environment": env, "results": rows}
 
 
+ADE20K_R50_CONFIGS = {
+    "baseline": ADE20K_FULL_CONFIG,
+    "rankseg": ADE20K_FULL_CONFIG.with_name("maskformer2_R50_bs16_160k-rankseg.yaml"),
+}
+"""Upstream's ADE20K-150 R50 semantic configs timed by ``fast-path``."""
+
+FAST_PATH_MODES = ("fp32", "bf16", "fp32+compile", "bf16+compile")
+"""``fast-path`` modes: MODEL.PRECISION, eager or under ``torch.compile`` (inductor, mode default)."""
+
+
+def _random_training_inputs(batch: int, size: int, num_classes: int, generator: torch.Generator) -> List[Dict]:
+    """``batch`` random images with 2-6 ground-truth segments each: a random label map of 8 x 8 blocks."""
+    inputs = []
+    for _ in range(batch):
+        present = torch.randperm(num_classes, generator=generator)[: int(torch.randint(2, 7, (1,),
+                                                                                       generator=generator))]
+        blocks = present[torch.randint(0, len(present), (8, 8), generator=generator)]
+        labels = blocks.repeat_interleave(size // 8, 0).repeat_interleave(size // 8, 1)
+        classes = labels.unique()
+        inputs.append({"image": torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=generator),
+                       "height": size, "width": size,
+                       "instances": Instances((size, size), gt_classes=classes,
+                                              gt_masks=labels[None] == classes[:, None, None])})
+    return inputs
+
+
+def _fast_path_case(case: Dict) -> Dict:
+    """One config in one process: every mode's model (same initial weights) timed on the same inputs, modes
+    interleaved per repeat. Inference: one image, ``model([{"image"}])`` with post-processing. Training step:
+    forward with losses, backward, the config's optimizer step (batch ``case["batch"]``)."""
+    torch.set_num_threads(case["threads"])
+    device, size = case["device"], case["size"]
+    cfg = get_cfg()
+    cfg.merge_from_file(str(case["config"]))
+    cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", device])
+    torch.manual_seed(0)
+    template = build_model(cfg).to(device)
+    state = {k: v.clone() for k, v in template.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
+    train_inputs = _random_training_inputs(case["batch"], size, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, g)
+    runners = {}
+    for mode in case["modes"]:
+        precision = mode.split("+")[0]
+        model = build_model(cfg).to(device)
+        model.load_state_dict(state)
+        prepare_model_for_precision(model, precision, device)
+        optimizer = Trainer.build_optimizer(cfg, model)
+        run_model = torch.compile(model) if mode.endswith("+compile") else model
+
+        def infer(run_model=run_model, model=model, precision=precision):
+            model.eval()
+            with torch.no_grad(), precision_context(precision, device):
+                run_model([{"image": image}])
+
+        def train_step(run_model=run_model, model=model, precision=precision, optimizer=optimizer):
+            model.train()
+            with precision_context(precision, device):
+                losses = run_model(train_inputs)
+            optimizer.zero_grad(set_to_none=True)
+            sum(losses.values()).backward()
+            optimizer.step()
+
+        runners[mode] = {"inference": infer, "train_step": train_step}
+    times: Dict[str, Dict[str, List[float]]] = {m: {"inference": [], "train_step": []} for m in case["modes"]}
+    first: Dict[str, float] = {}
+    for repeat in range(case["warmup"] + case["repeats"]):
+        for mode in case["modes"]:
+            for part in case["parts"]:
+                _synchronize(device)
+                start = time.perf_counter()
+                runners[mode][part]()
+                _synchronize(device)
+                elapsed = time.perf_counter() - start
+                if repeat == 0:
+                    first[f"{mode}/{part}"] = elapsed
+                if repeat >= case["warmup"]:
+                    times[mode][part].append(elapsed)
+    rows = []
+    for mode in case["modes"]:
+        row = dict(model=case["name"], mode=mode, runs_in=resolve_precision(mode.split("+")[0], device))
+        for part in case["parts"]:
+            row[f"{part}_ms"] = 1e3 * statistics.median(times[mode][part])
+            row[f"{part}_first_ms"] = 1e3 * first[f"{mode}/{part}"]
+        rows.append(row)
+    return {"rows": rows}
+
+
+def run_fast_path(args: argparse.Namespace) -> Dict:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = args.threads or torch.get_num_threads()
+    parts = [p for p, on in (("inference", not args.no_inference), ("train_step", not args.no_train)) if on]
+    rows = []
+    for name in args.models:
+        case = dict(name=name, config=str(ADE20K_R50_CONFIGS[name]), modes=list(args.modes), parts=parts,
+                    size=args.size, batch=args.batch, device=device, threads=threads, warmup=args.warmup,
+                    repeats=args.repeats)
+        logger.info("fast-path: %s", case)
+        rows.extend(_run_isolated(_fast_path_case, case)["rows"])
+    for row in rows:  # speed-up over the first mode (fp32 eager) of the same model
+        ref = next(r for r in rows if r["model"] == row["model"])
+        for part in parts:
+            row[f"{part}_speedup"] = ref[f"{part}_ms"] / row[f"{part}_ms"]
+    columns = ["model", "mode", "runs_in"]
+    for part in parts:
+        columns += [f"{part}_ms", f"{part}_speedup", f"{part}_first_ms"]
+    env = _environment(device, threads)
+    print(f"Mask2Former R50 ADE20K-150 (random weights), {args.size}x{args.size}: inference of one image, training "
+          f"step of {args.batch} (forward, losses, backward, optimizer); on {device} ({threads} threads, "
+          f"{env['processor']}; bf16 CPU flags: {env.get('bf16_flags')}); median of {args.repeats} after "
+          f"{args.warmup} warm-up (first_ms: the first call, compiling included); speed-up over {rows[0]['mode']}")
+    print(_format_table(rows, columns))
+    return {"benchmark": "fast-path", "environment": env, "results": rows}
+
+
+def run_agreement(args: argparse.Namespace) -> Dict:
+    """fp32 vs bf16 predictions of a trained semantic model on its test set (same weights)."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(args.run_dir / "config.yaml"))
+    weights = args.weights or args.run_dir / "model_final.pth"
+    cfg.merge_from_list(["MODEL.WEIGHTS", str(weights), "MODEL.DEVICE", "cpu"])
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    model = Trainer.build_model(cfg).eval()
+    Checkpointer(model).load(str(weights))
+    loader = Trainer.build_test_loader(cfg, cfg.DATASETS.TEST[0])
+    num_classes, ignore = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+    confusion = {p: np.zeros((num_classes, num_classes), np.int64) for p in ("fp32", "bf16")}
+    counts = dict(pixels=0, agree=0, labelled=0, agree_labelled=0)
+    for index, batch in enumerate(loader):
+        if args.images and index >= args.images:
+            break
+        labels = {}
+        for precision in ("fp32", "bf16"):
+            prepare_model_for_precision(model, precision, "cpu")
+            with torch.no_grad(), precision_context(precision, "cpu"):
+                labels[precision] = model(batch)[0]["sem_seg"].argmax(0).numpy()
+            model.to(memory_format=torch.contiguous_format)
+        gt = np.asarray(Image.open(batch[0]["sem_seg_file_name"])).astype(np.int64)
+        same, valid = labels["fp32"] == labels["bf16"], gt != ignore
+        counts["pixels"] += same.size
+        counts["agree"] += int(same.sum())
+        counts["labelled"] += int(valid.sum())
+        counts["agree_labelled"] += int(same[valid].sum())
+        for precision, pred in labels.items():
+            confusion[precision] += np.bincount(num_classes * gt[valid] + pred[valid],
+                                                minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+    def miou(c):
+        tp = c.diagonal()
+        union = c.sum(0) + c.sum(1) - tp
+        present = c.sum(1) > 0
+        return float(100 * np.mean(tp[present] / union[present]))
+
+    result = dict(images=index + 1 if not args.images else min(args.images, index + 1),
+                  agreement_all_pixels=100 * counts["agree"] / counts["pixels"],
+                  agreement_labelled_pixels=100 * counts["agree_labelled"] / counts["labelled"],
+                  labelled_fraction=100 * counts["labelled"] / counts["pixels"],
+                  miou_fp32=miou(confusion["fp32"]), miou_bf16=miou(confusion["bf16"]))
+    print(f"{weights}: fp32 vs bf16 argmax over {result['images']} images of {cfg.DATASETS.TEST[0]}")
+    print(_format_table([{k: f"{v:.2f}" if isinstance(v, float) else v for k, v in result.items()}], list(result)))
+    return {"benchmark": "agreement", "environment": _environment("cpu", torch.get_num_threads()),
+            "results": [result]}
+
+
 def _environment(device: str, threads: int) -> Dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
            "processor": _cpu_name(), "threads": threads, "device": device}
@@ -613,12 +798,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     prec.add_argument("--repeats", type=int, default=5)
     prec.add_argument("--json", type=Path, default=Path("output/benchmarks/precision.json"),
                       help="where to write results")
+    fast = sub.add_parser("fast-path", help="fp32 vs bf16 (vs torch.compile): R50 inference and training step")
+    fast.add_argument("--models", nargs="+", choices=sorted(ADE20K_R50_CONFIGS), default=["baseline", "rankseg"])
+    fast.add_argument("--modes", nargs="+", choices=FAST_PATH_MODES, default=["fp32", "bf16"])
+    fast.add_argument("--size", type=int, default=512, help="square image size in pixels")
+    fast.add_argument("--batch", type=int, default=2, help="images per training step")
+    fast.add_argument("--no-inference", action="store_true", help="time the training step only")
+    fast.add_argument("--no-train", action="store_true", help="time inference only")
+    fast.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    fast.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    fast.add_argument("--warmup", type=int, default=1)
+    fast.add_argument("--repeats", type=int, default=3)
+    fast.add_argument("--json", type=Path, default=Path("output/benchmarks/fast_path.json"),
+                      help="where to write results")
+    agree = sub.add_parser("agreement", help="fp32 vs bf16 argmax agreement and mIoU of a trained semantic run")
+    agree.add_argument("run_dir", type=Path, help="a training run's OUTPUT_DIR (config.yaml, model_final.pth)")
+    agree.add_argument("--weights", type=Path, default=None, help="default: RUN_DIR/model_final.pth")
+    agree.add_argument("--images", type=int, default=0, help="first N test images (0: all)")
+    agree.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    agree.add_argument("--json", type=Path, default=Path("output/benchmarks/agreement.json"),
+                       help="where to write results")
     args = parser.parse_args(argv)
     if args.benchmark == "semantic-post" and args.images is None:
         args.images = [[512, 512], [512, 683]]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     runners = {"msda": run_msda, "video": run_video, "ade20k-full": run_ade20k_full,
-               "semantic-post": run_semantic_post, "precision": run_precision}
+               "semantic-post": run_semantic_post, "precision": run_precision, "fast-path": run_fast_path,
+               "agreement": run_agreement}
     data = runners[args.benchmark](args)
     _write_json(data, args.json)
     print(f"wrote {args.json}")
