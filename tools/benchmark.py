@@ -680,9 +680,9 @@ def run_agreement(args: argparse.Namespace) -> Dict:
     loader = Trainer.build_test_loader(cfg, cfg.DATASETS.TEST[0])
     num_classes, ignore = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
     confusion = {p: np.zeros((num_classes, num_classes), np.int64) for p in ("fp32", "bf16")}
-    counts = dict(pixels=0, agree=0, labelled=0, agree_labelled=0)
-    for index, batch in enumerate(loader):
-        if args.images and index >= args.images:
+    counts = dict(images=0, pixels=0, agree=0, labelled=0, agree_labelled=0)
+    for batch in loader:
+        if args.images and counts["images"] >= args.images:
             break
         labels = {}
         for precision in ("fp32", "bf16"):
@@ -692,6 +692,7 @@ def run_agreement(args: argparse.Namespace) -> Dict:
             model.to(memory_format=torch.contiguous_format)
         gt = np.asarray(Image.open(batch[0]["sem_seg_file_name"])).astype(np.int64)
         same, valid = labels["fp32"] == labels["bf16"], gt != ignore
+        counts["images"] += 1
         counts["pixels"] += same.size
         counts["agree"] += int(same.sum())
         counts["labelled"] += int(valid.sum())
@@ -706,7 +707,7 @@ def run_agreement(args: argparse.Namespace) -> Dict:
         present = c.sum(1) > 0
         return float(100 * np.mean(tp[present] / union[present]))
 
-    result = dict(images=index + 1 if not args.images else min(args.images, index + 1),
+    result = dict(images=counts["images"],
                   agreement_all_pixels=100 * counts["agree"] / counts["pixels"],
                   agreement_labelled_pixels=100 * counts["agree_labelled"] / counts["labelled"],
                   labelled_fraction=100 * counts["labelled"] / counts["pixels"],

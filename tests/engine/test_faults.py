@@ -16,22 +16,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import REPO, SYNTHETIC_CONFIG, TINY_MASK2FORMER, make_tiny_synthetic, tiny_mask2former_cfg
+from helpers import REPO, SYNTHETIC_CONFIG, TINY_MASK2FORMER, tiny_mask2former_cfg
 from test_engine import ToyModel, ToyTrainer, _cfg
 
 from mask2former_rankseg.engine import CheckpointError, HookBase, OutputDirError, Trainer
 from mask2former_rankseg.engine import defaults as engine_defaults
 from mask2former_rankseg.utils import file_io
 from mask2former_rankseg.utils.memory import retry_if_cuda_oom, to_cpu
-
-
-@pytest.fixture(scope="module")
-def dataset_root(tmp_path_factory):
-    root = make_tiny_synthetic(tmp_path_factory.mktemp("datasets"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DETECTRON2_DATASETS", str(root))
-        yield root
-
 
 # --------------------------------------------------------------------------------------------------
 # SIGKILL mid-run, then --resume

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 import torch
-from helpers import TINY_LABELS, make_tiny_synthetic, tiny_mask2former_cfg
+from helpers import TINY_LABELS, tiny_mask2former_cfg
 
 from mask2former_rankseg.config import ConfigError, get_cfg
 from mask2former_rankseg.engine import Trainer
@@ -27,14 +27,6 @@ from mask2former_rankseg.utils.precision import (
 def bf16_everywhere(monkeypatch):
     """bf16 treated as paying on this machine (autocast works on any CPU, only slower without the flags)."""
     monkeypatch.setattr(precision, "_bf16_unavailable_reason", lambda device_type: None)
-
-
-@pytest.fixture(scope="module")
-def dataset_root(tmp_path_factory):
-    root = make_tiny_synthetic(tmp_path_factory.mktemp("datasets"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DETECTRON2_DATASETS", str(root))
-        yield root
 
 
 def test_the_key_defaults_to_fp32_and_rejects_other_values():
