@@ -3,7 +3,7 @@ whole masks with focal cost (MaskFormer)."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -102,61 +102,80 @@ class HungarianMatcher(nn.Module):
             per image (query indices, target indices), int64, of length min(Q, M).
         """
         logits, masks = outputs["pred_logits"], outputs["pred_masks"]
-        uses_points = self.mask_loss == POINT_SAMPLED_BCE and (self.cost_mask != 0 or self.cost_dice != 0)
-        if uses_points and self.num_points <= 0:
+        uses_mask_costs = self.cost_mask != 0 or self.cost_dice != 0
+        if self.mask_loss == POINT_SAMPLED_BCE and uses_mask_costs and self.num_points <= 0:
             raise ValueError(
                 f"HungarianMatcher: num_points={self.num_points} (MODEL.MASK_FORMER.TRAIN_NUM_POINTS) must be > 0 "
                 "when cost_mask or cost_dice is non-zero."
             )
-        # Upstream draws an item's random points whether or not it has targets and whatever the cost weights; so
-        # does this matcher, so that a seeded run stays on upstream's random stream.
-        draws_points = self.mask_loss == POINT_SAMPLED_BCE and self.num_points > 0
-        indices = []
-        for b in range(logits.shape[0]):
-            labels = targets[b]["labels"]
-            skips_mask_costs = labels.numel() == 0 or (self.cost_mask == 0 and self.cost_dice == 0)
-            if draws_points and skips_mask_costs:
-                torch.rand(1, self.num_points, 2, device=masks.device)  # the draw upstream makes
-            if labels.numel() == 0:
-                empty = torch.empty(0, dtype=torch.int64)
-                indices.append((empty, empty.clone()))
-                continue
-            with torch.autocast(device_type=logits.device.type, enabled=False):
-                prob = logits[b].float().softmax(-1)
-                cost = self.cost_class * -prob[:, labels]  # [Q, M]
-                if self.cost_mask != 0 or self.cost_dice != 0:
-                    out_flat, tgt_flat = self._flatten_masks(masks[b].float(), targets[b]["masks"], b)
+        # Upstream draws each item's random points in turn, whether or not it has targets and whatever the cost
+        # weights; so does this matcher (one [1, P, 2] draw per item, in order), so that a seeded run stays on
+        # upstream's random stream. The sampling itself is batched.
+        coords = None
+        if self.mask_loss == POINT_SAMPLED_BCE and self.num_points > 0:
+            coords = torch.cat([torch.rand(1, self.num_points, 2, device=masks.device) for _ in range(logits.shape[0])])
+        matched = [b for b in range(logits.shape[0]) if targets[b]["labels"].numel() > 0]
+        costs = {}
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            prob = logits.float().softmax(-1)  # [B, Q, C+1]
+            flat = self._flatten_masks(masks.float(), targets, matched, coords) if uses_mask_costs else {}
+            for b in matched:
+                cost = self.cost_class * -prob[b][:, targets[b]["labels"]]  # [Q, M]
+                if uses_mask_costs:
+                    out_flat, tgt_flat = flat[b]
                     mask_cost = (batch_sigmoid_ce_cost if self.mask_loss == POINT_SAMPLED_BCE
                                  else batch_sigmoid_focal_cost)(out_flat, tgt_flat)
                     cost = self.cost_mask * mask_cost + cost + self.cost_dice * batch_dice_cost(out_flat, tgt_flat)
-            cost = cost.cpu()
-            if not torch.isfinite(cost).all():
+                costs[b] = cost.cpu()
+        indices = []
+        for b in range(logits.shape[0]):
+            if b not in costs:
+                empty = torch.empty(0, dtype=torch.int64)
+                indices.append((empty, empty.clone()))
+                continue
+            if not torch.isfinite(costs[b]).all():
                 raise FloatingPointError(
                     f"HungarianMatcher: the matching cost of image {b} has NaN/Inf entries, i.e. the predicted "
                     "class logits or masks are not finite (training diverged?). Lower SOLVER.BASE_LR or enable "
                     "SOLVER.CLIP_GRADIENTS."
                 )
-            rows, cols = linear_sum_assignment(cost.numpy())
+            rows, cols = linear_sum_assignment(costs[b].numpy())
             indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
         return indices
 
-    def _flatten_masks(self, out_mask: torch.Tensor, tgt_mask: torch.Tensor, index: int
-                       ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Predicted [Q, *F, h, w] and target [M, *F, H, W] masks (F: no axis, or T frames) -> [Q, F*P] logits
-        and [M, F*P] 0/1 values at the same P positions of every frame: random points (point-sampled BCE) or
-        every pixel at the prediction's resolution (full-mask focal)."""
-        if out_mask.dim() != tgt_mask.dim() or out_mask.shape[1:-2] != tgt_mask.shape[1:-2]:
-            raise ValueError(
-                f"HungarianMatcher: predicted masks {tuple(out_mask.shape)} and target masks "
-                f"{tuple(tgt_mask.shape)} of item {index} differ in their frame axes (expected [Q, H, W] with "
-                "[M, H, W], or [Q, T, H, W] with [M, T, H, W])."
-            )
-        out_mask = out_mask.reshape(out_mask.shape[0], -1, *out_mask.shape[-2:])  # [Q, F, h, w]
-        tgt_mask = tgt_mask.to(out_mask).reshape(tgt_mask.shape[0], -1, *tgt_mask.shape[-2:])  # [M, F, H, W]
+    def _flatten_masks(self, out_masks: torch.Tensor, targets: Sequence[Dict[str, torch.Tensor]],
+                       items: Sequence[int], coords: Optional[torch.Tensor]
+                       ) -> Dict[int, Tuple[torch.Tensor, torch.Tensor]]:
+        """Predicted [B, Q, *F, h, w] and each item's target [M, *F, H, W] masks (F: no axis, or T frames) ->
+        per item in ``items`` [Q, F*P] logits and [M, F*P] 0/1 values at the same P positions of every frame:
+        the item's random points ``coords[b]`` (point-sampled BCE; one grid sample for all predictions and, when
+        the targets share a size, one for all targets) or every pixel at the prediction's resolution
+        (full-mask focal)."""
+        batch, queries = out_masks.shape[:2]
+        tgt_masks = {}
+        for b in items:
+            tgt = targets[b]["masks"]
+            if out_masks.dim() - 1 != tgt.dim() or out_masks.shape[2:-2] != tgt.shape[1:-2]:
+                raise ValueError(
+                    f"HungarianMatcher: predicted masks {tuple(out_masks.shape[1:])} and target masks "
+                    f"{tuple(tgt.shape)} of item {b} differ in their frame axes (expected [Q, H, W] with "
+                    "[M, H, W], or [Q, T, H, W] with [M, T, H, W])."
+                )
+            tgt_masks[b] = tgt.to(out_masks).reshape(tgt.shape[0], -1, *tgt.shape[-2:])  # [M, F, H, W]
+        out_masks = out_masks.reshape(batch, queries, -1, *out_masks.shape[-2:])  # [B, Q, F, h, w]
         if self.mask_loss == FULL_MASK_FOCAL:
-            tgt_mask = F.interpolate(tgt_mask, size=out_mask.shape[-2:], mode="nearest")
-            return out_mask.flatten(1), tgt_mask.flatten(1)
-        coords = torch.rand(1, self.num_points, 2, device=out_mask.device)
-        tgt_points = point_sample(tgt_mask, coords.expand(tgt_mask.shape[0], -1, -1)).flatten(1)
-        out_points = point_sample(out_mask, coords.expand(out_mask.shape[0], -1, -1)).flatten(1)
-        return out_points, tgt_points
+            return {b: (out_masks[b].flatten(1),
+                        F.interpolate(tgt_masks[b], size=out_masks.shape[-2:], mode="nearest").flatten(1))
+                    for b in items}
+        if not items:
+            return {}
+        out_points = point_sample(out_masks.flatten(1, 2), coords).reshape(batch, queries, -1)  # [B, Q, F*P]
+        if len({tuple(t.shape[-2:]) for t in tgt_masks.values()}) == 1:  # one grid sample for every target
+            counts = [tgt_masks[b].shape[0] for b in items]
+            tgt_coords = coords[items].repeat_interleave(torch.as_tensor(counts, device=coords.device), dim=0)
+            sampled = point_sample(torch.cat([tgt_masks[b] for b in items]), tgt_coords).flatten(1)
+            tgt_points = dict(zip(items, sampled.split(counts)))
+        else:
+            tgt_points = {b: point_sample(t, coords[b].expand(t.shape[0], -1, -1)).flatten(1)
+                          for b, t in tgt_masks.items()}
+        return {b: (out_points[b], tgt_points[b]) for b in items}
