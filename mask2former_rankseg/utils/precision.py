@@ -31,6 +31,7 @@ __all__ = [
     "BF16_CPU_FLAGS",
     "PRECISIONS",
     "Float32LayerNorm",
+    "autocast_dtype",
     "check_precision",
     "compile_model",
     "cpu_bf16_flags",
@@ -145,6 +146,11 @@ def _autocast_off() -> Iterator[None]:
             if torch.is_autocast_enabled(device_type):
                 stack.enter_context(torch.autocast(device_type=device_type, enabled=False))
         yield
+
+
+def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The dtype autocast computes in on ``device_type`` ("cpu", "cuda"), or None when autocast is off there."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
 def _autocast_on() -> bool:

@@ -1,11 +1,16 @@
 """MultiScaleMaskedTransformerDecoder and MaskFormerHead: shapes, masked attention, cosine classifier, names."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from mask2former_rankseg.modeling.transformer_decoder import VideoMultiScaleMaskedTransformerDecoder
+from mask2former_rankseg.modeling.transformer_decoder import mask2former_transformer_decoder as decoder_module
 from mask2former_rankseg.modeling.transformer_decoder.mask2former_transformer_decoder import (
     MultiScaleMaskedTransformerDecoder,
+    _attn_mask_from_logits,
     _make_attn_mask,
+    _resize,
 )
 
 
@@ -98,3 +103,40 @@ def test_pre_norm_input_projection_and_gradients():
     out = model(*_inputs(12))
     (out["pred_logits"].sum() + out["pred_masks"].sum()).backward()
     assert model.query_feat.weight.grad is not None and model.query_feat.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("frames", [None, 3])
+def test_mask_features_resized_first_give_the_same_attention_masks(frames):
+    """bf16 inference makes the attention masks from mask features resized to the attended level: resizing and
+    the product are both linear, so the logits equal the full-resolution ones resized (float64 rounding), for
+    images [B, D, H, W] and clips [B, T, D, H, W], and so do the masks."""
+    g = torch.Generator().manual_seed(0)
+    embed = torch.randn(2, 5, 16, dtype=torch.float64, generator=g)
+    shape = (2, 16, 16, 24) if frames is None else (2, frames, 16, 16, 24)
+    feats = torch.randn(*shape, dtype=torch.float64, generator=g)
+    logits_of = (MultiScaleMaskedTransformerDecoder if frames is None else VideoMultiScaleMaskedTransformerDecoder
+                 )._mask_logits
+    for size in [(2, 3), (4, 6), (8, 12), (5, 7)]:
+        low = logits_of(embed, _resize(feats, size))
+        torch.testing.assert_close(low, _resize(logits_of(embed, feats), size), rtol=1e-12, atol=1e-12)
+        assert torch.equal(_attn_mask_from_logits(low, 2), _make_attn_mask(logits_of(embed, feats), size, 2))
+
+
+def test_bf16_inference_skips_the_full_resolution_intermediate_masks(monkeypatch):
+    """Under bfloat16 autocast in eval the intermediate predictions carry no masks and the final ones match the
+    full-resolution path's (same bf16 arithmetic otherwise); training and float32 inference keep every mask."""
+    model = _tiny().eval()
+    feats, mask_features = _inputs()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(feats, mask_features)
+        monkeypatch.setattr(decoder_module, "autocast_dtype", lambda device_type: None)  # the full-res path
+        full = model(feats, mask_features)
+    assert all(set(a) == {"pred_logits"} for a in low["aux_outputs"])
+    assert all(a["pred_masks"].shape == (2, 5, 16, 24) for a in full["aux_outputs"])
+    torch.testing.assert_close(low["pred_masks"], full["pred_masks"], rtol=0.02, atol=0.05)
+    torch.testing.assert_close(low["pred_logits"], full["pred_logits"], rtol=0.02, atol=0.05)
+    monkeypatch.undo()
+    with torch.no_grad():
+        assert all("pred_masks" in a for a in model(feats, mask_features)["aux_outputs"])  # float32 eval
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert all("pred_masks" in a for a in model.train()(feats, mask_features)["aux_outputs"])  # bf16 training

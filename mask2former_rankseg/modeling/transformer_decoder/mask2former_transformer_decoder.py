@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...layers import Conv2d, c2_xavier_fill
+from ...utils.precision import autocast_dtype
 from ..registry import TRANSFORMER_DECODER_REGISTRY
 from .position_encoding import PositionEmbeddingSine
 from .prediction_heads import MLP, class_logits, make_class_embed
@@ -101,11 +102,19 @@ def _make_attn_mask(mask_logits: torch.Tensor, target_size, num_heads: int) -> t
         where attention is blocked (sigmoid < 0.5). A query whose row would be fully blocked attends everywhere
         instead.
     """
+    return _attn_mask_from_logits(_resize(mask_logits, target_size), num_heads)
+
+
+def _resize(maps: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear resize (``align_corners=False``) of the last two axes of [N, C, H, W] or [N, C, T, H, W] maps."""
+    resized = F.interpolate(maps.reshape(-1, *maps.shape[-3:]), size=size, mode="bilinear", align_corners=False)
+    return resized.reshape(*maps.shape[:-2], *resized.shape[-2:])
+
+
+def _attn_mask_from_logits(mask_logits: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """:func:`_make_attn_mask` for mask logits [B, Q, (T,) h, w] already at the attended level's size."""
     b, q = mask_logits.shape[:2]
-    # [B, Q, H, W] stays as it is; [B, Q, T, H, W] -> [B*Q, T, H, W] (frames as channels)
-    resized = F.interpolate(mask_logits.reshape(-1, *mask_logits.shape[-3:]), size=target_size, mode="bilinear",
-                            align_corners=False)
-    blocked = resized.reshape(b, q, -1) < 0.0  # sigmoid(x) < 0.5  <=>  x < 0
+    blocked = mask_logits.reshape(b, q, -1) < 0.0  # sigmoid(x) < 0.5  <=>  x < 0
     blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
     return blocked.unsqueeze(1).expand(-1, num_heads, -1, -1).flatten(0, 1).detach()
 
@@ -245,8 +254,24 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         query_embed = self.query_embed.weight.unsqueeze(1).expand(-1, batch, -1)
         output = self.query_feat.weight.unsqueeze(1).expand(-1, batch, -1)
 
+        # Inference under bfloat16 autocast (MODEL.PRECISION bf16): the attention masks between layers are made
+        # from the mask features resized to each attended level (one [B, Q, h, w] product per layer instead of a
+        # full-resolution [B, Q, H, W] one, then resized). Resizing and the product are both linear, so this is the
+        # same map with different float rounding, well below bfloat16's; the auxiliary masks are then not made.
+        # The final masks are always full resolution; float32 inference and training follow upstream exactly.
+        low_res = not self.training and autocast_dtype(mask_features.device.type) == torch.bfloat16
+        level_features: Dict[int, torch.Tensor] = {}
+
+        def heads(output: torch.Tensor, level: Optional[int]):
+            if not low_res or level is None:
+                return self.forward_prediction_heads(output, mask_features, None if level is None else sizes[level])
+            if level not in level_features:  # resized in the features' own dtype (no float32 copy of them)
+                with torch.autocast(device_type=mask_features.device.type, enabled=False):
+                    level_features[level] = _resize(mask_features, sizes[level])
+            return self.forward_prediction_heads(output, mask_features, sizes[level], level_features[level])
+
         classes, masks, query_features = [], [], []
-        outputs_class, outputs_mask, attn_mask = self.forward_prediction_heads(output, mask_features, sizes[0])
+        outputs_class, outputs_mask, attn_mask = heads(output, 0)
         for i in range(self.num_layers):
             classes.append(outputs_class)
             masks.append(outputs_mask if keep_aux_masks else None)
@@ -257,9 +282,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             output = self.transformer_self_attention_layers[i](output, query_pos=query_embed)
             output = self.transformer_ffn_layers[i](output)
             last = i == self.num_layers - 1
-            outputs_class, outputs_mask, attn_mask = self.forward_prediction_heads(
-                output, mask_features, None if last else sizes[(i + 1) % self.num_feature_levels]
-            )
+            outputs_class, outputs_mask, attn_mask = heads(output, None if last else (i + 1) % self.num_feature_levels)
             query_features.append(output)
 
         aux_outputs = [{"pred_logits": c} if m is None else {"pred_logits": c, "pred_masks": m}
@@ -271,12 +294,18 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "query_feature": query_features,
         }
 
-    def forward_prediction_heads(self, output: torch.Tensor, mask_features: torch.Tensor, attn_mask_target_size):
+    def forward_prediction_heads(self, output: torch.Tensor, mask_features: torch.Tensor, attn_mask_target_size,
+                                 attn_mask_features: Optional[torch.Tensor] = None):
         """Class logits [B, Q, K+1], mask logits (see ``_mask_logits``) and the next layer's attention mask (or
-        None)."""
+        None). With ``attn_mask_features`` (the mask features already resized to ``attn_mask_target_size``) the
+        attention mask comes from them and no full-resolution mask logits are made (None in their place)."""
         decoder_output = self.decoder_norm(output).transpose(0, 1)  # [B, Q, C]
         outputs_class = class_logits(decoder_output, self.class_embed, self.norm)
-        outputs_mask = self._mask_logits(self.mask_embed(decoder_output), mask_features)
+        mask_embed = self.mask_embed(decoder_output)
+        if attn_mask_features is not None:
+            attn_mask = _attn_mask_from_logits(self._mask_logits(mask_embed, attn_mask_features), self.num_heads)
+            return outputs_class, None, attn_mask
+        outputs_mask = self._mask_logits(mask_embed, mask_features)
         attn_mask = None
         if attn_mask_target_size is not None:
             attn_mask = _make_attn_mask(outputs_mask, attn_mask_target_size, self.num_heads)
