@@ -4,7 +4,9 @@ import math
 
 import pytest
 import torch
+from scipy.optimize import linear_sum_assignment as real_assignment
 
+from mask2former_rankseg.modeling import matcher as matcher_module
 from mask2former_rankseg.modeling.matcher import HungarianMatcher, batch_dice_cost, batch_sigmoid_ce_cost
 
 
@@ -172,3 +174,27 @@ def test_full_mask_focal_cost_by_hand_and_recovers_a_permutation():
 def test_unknown_mask_loss_names_the_key():
     with pytest.raises(ValueError, match="MODEL.MASK_FORMER.MASK_LOSS='focal'"):
         HungarianMatcher(mask_loss="focal")
+
+
+@pytest.mark.parametrize("target_sizes", [((12, 12), (12, 12), (12, 12)), ((12, 12), (12, 12), (10, 14))])
+def test_a_batch_matches_as_its_items_alone_with_their_draws(target_sizes, monkeypatch):
+    """The batched point sampling (one grid sample for every prediction; one for every target when their sizes
+    agree, else one per item) gives each item the cost matrix it gets alone after the earlier items' draws."""
+    torch.manual_seed(1)
+    outputs = {"pred_logits": torch.randn(3, 6, 5), "pred_masks": torch.randn(3, 6, 8, 8) * 3}
+    targets = [{"labels": torch.randint(0, 4, (m,)), "masks": torch.rand(m, *size).round().bool()}
+               for m, size in zip((2, 0, 4), target_sizes)]
+    matcher = HungarianMatcher(2.0, 5.0, 5.0, num_points=40)
+    costs = []
+    monkeypatch.setattr(matcher_module, "linear_sum_assignment",
+                        lambda c: (costs.append(torch.as_tensor(c).clone()), real_assignment(c))[1])
+    torch.manual_seed(7)
+    batched = matcher(outputs, targets)
+    batch_costs, costs[:] = list(costs), []
+    torch.manual_seed(7)
+    for b in range(3):
+        alone = matcher({k: v[b:b + 1] for k, v in outputs.items()}, [targets[b]])
+        assert all(torch.equal(x, y) for x, y in zip(alone[0], batched[b]))
+    assert len(costs) == len(batch_costs) == 2
+    for alone_cost, batch_cost in zip(costs, batch_costs):
+        assert torch.equal(alone_cost, batch_cost)
