@@ -33,6 +33,9 @@ def validate_config(cfg) -> None:
     check_precision(cfg.MODEL.PRECISION)
     if not isinstance(cfg.MODEL.COMPILE, bool):
         raise ConfigError(f"MODEL.COMPILE={cfg.MODEL.COMPILE!r}: use True (torch.compile the model) or False.")
+    if not isinstance(cfg.SOLVER.FUSED_OPTIMIZER, bool):
+        raise ConfigError(f"SOLVER.FUSED_OPTIMIZER={cfg.SOLVER.FUSED_OPTIMIZER!r}: use True (torch's fused optimizer "
+                          "step) or False (its per-parameter loops).")
     if len(cfg.MODEL.PIXEL_MEAN) != len(cfg.MODEL.PIXEL_STD):
         raise ConfigError("MODEL.PIXEL_MEAN and MODEL.PIXEL_STD must have the same length.")
 

@@ -139,8 +139,8 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     """``SOLVER.OPTIMIZER`` ("SGD" with ``MOMENTUM`` / ``NESTEROV``, or "ADAMW" with torch's betas (0.9, 0.999) and
     eps 1e-8, as mmcv's AdamW) over :func:`get_param_groups` (each group carries its own weight decay), with
     ``SOLVER.PARAM_RULES`` and ``SOLVER.LAYER_DECAY_RATE``, with torch's fused step where
-    :func:`fused_step_supported`. Gradient clipping is not folded into the optimizer: the trainer calls
-    :func:`build_gradient_clipper`'s clipper after unscaling AMP gradients."""
+    :func:`fused_step_supported` and ``SOLVER.FUSED_OPTIMIZER``. Gradient clipping is not folded into the
+    optimizer: the trainer calls :func:`build_gradient_clipper`'s clipper after unscaling AMP gradients."""
     s = cfg.SOLVER
     groups = get_param_groups(
         model, base_lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY, weight_decay_norm=s.WEIGHT_DECAY_NORM,
@@ -151,7 +151,7 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     if not groups:
         raise ValueError("The model has no trainable parameters (all have requires_grad=False); nothing to train.")
     name = str(s.OPTIMIZER).upper()
-    fused = fused_step_supported(groups)
+    fused = fused_step_supported(groups) if s.FUSED_OPTIMIZER else None
     if name == "SGD":
         return torch.optim.SGD(groups, s.BASE_LR, momentum=s.MOMENTUM, nesterov=bool(s.NESTEROV), fused=fused)
     if name == "ADAMW":

@@ -13,6 +13,7 @@ from helpers import REPO
 from torch import nn
 
 from mask2former_rankseg.config import ConfigError, get_cfg
+from mask2former_rankseg.config.validate import validate_config
 from mask2former_rankseg.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from mask2former_rankseg.data.build import build_detection_train_loader
 from mask2former_rankseg.engine import (
@@ -220,6 +221,11 @@ def test_optimizer_uses_the_fused_step_with_the_per_parameter_loops_result(optim
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)
     assert max((p - q).abs().max().item() for p, q in zip(model.parameters(), start.parameters())) > 1e-2
     assert fused_step_supported([{"params": [torch.zeros(2, dtype=torch.int64)]}]) is None
+    cfg.merge_from_list(["SOLVER.FUSED_OPTIMIZER", False])  # torch's per-parameter loops, as upstream
+    assert all(not g["fused"] for g in build_optimizer(cfg, model).param_groups)
+    cfg.SOLVER.FUSED_OPTIMIZER = "yes"  # (merge_from_list already refuses a str for a bool key)
+    with pytest.raises(ConfigError, match="SOLVER.FUSED_OPTIMIZER='yes'"):
+        validate_config(cfg)
 
 def _sched_cfg(**kw):
     cfg = get_cfg()
