@@ -246,7 +246,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         """The decoder layers on the flattened memory ``src``/``pos`` ([L, B, C] per level; ``sizes`` their
         (h, w)); predictions after the learnable queries and after every layer. Without ``keep_aux_masks`` the
         auxiliary predictions hold ``pred_logits`` only (their masks are freed as soon as the next layer's
-        attention mask is made)."""
+        attention mask is made); in bfloat16 inference they never hold masks (see below)."""
         batch = src[0].shape[1]
         # Every prediction reads the mask features as [B, D, H*W]: one contiguous copy here instead of one per
         # prediction when they arrive channels_last (MODEL.PRECISION bf16 keeps the backbone's maps channels_last).
